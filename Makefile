@@ -1,0 +1,46 @@
+# make demo / make test work from a fresh clone: each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+
+.PHONY: install system-deps test lint typecheck demo ocr-agreement emulator clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip uv
+
+$(STAMP): pyproject.toml | $(PY)
+	$(UV) pip install --python $(PY) --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the emulator uses when present: LibreOffice (office formats) and Korean OCR data.
+system-deps:
+	@bash scripts/system-deps.sh
+
+test: install system-deps
+	$(PY) -m ruff check provider tests benchmarks dags
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check provider tests benchmarks dags
+	$(PY) -m ruff format --check provider tests benchmarks dags
+
+typecheck: install
+	$(PY) -m mypy
+
+demo: install
+	$(PY) scripts/demo.py
+
+ocr-agreement: install
+	$(PY) benchmarks/ocr_agreement.py
+
+emulator: install
+	$(VENV)/bin/upstage-emulator --host 127.0.0.1 --port 8765
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,124 @@
+"""Errors the provider raises, importable without Airflow.
+
+Two families: ``DocumentError`` (bad input, found before any upload) and ``UpstageAPIError``
+(what the API answered). ``permanent`` tells operators whether a retry could ever help.
+"""
+
+from __future__ import annotations
+
+
+class UpstageError(Exception):
+    """Base of every error this provider raises on purpose."""
+
+    permanent: bool = True
+
+
+# --- documents: raised before any upload ------------------------------------------------------
+
+
+class DocumentError(UpstageError, ValueError):
+    """The document cannot be sent as it is; the message says which file, which limit, what to do."""
+
+
+class UnsupportedDocumentError(DocumentError):
+    """The content is not one of the formats the API reads."""
+
+
+class EmptyDocumentError(DocumentError):
+    """The file has no bytes."""
+
+
+class DocumentTooLargeError(DocumentError):
+    """The file is over the API's size limit."""
+
+
+class TooManyPagesError(DocumentError):
+    """The document has more pages than the chosen endpoint accepts."""
+
+
+class PageTooLargeError(DocumentError):
+    """A page is over the API's pixel limit."""
+
+
+class CorruptDocumentError(DocumentError):
+    """The file claims a format but cannot be read as it."""
+
+
+class EncryptedDocumentError(CorruptDocumentError):
+    """The PDF is password-protected; the API cannot open it either."""
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+class MalformedResponseError(UpstageError, ValueError):
+    """A response does not have the shape of an Upstage OCR result."""
+
+
+# --- the API's answers --------------------------------------------------------------------------
+
+
+class UpstageAPIError(UpstageError):
+    """The API answered with an error status; ``message`` is the API's own text."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        code: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.error_type = error_type
+        self.code = code
+        self.endpoint = endpoint
+        where = f" from {endpoint}" if endpoint else ""
+        status = f"HTTP {status_code}" if status_code is not None else "error"
+        super().__init__(f"Upstage API {status}{where}: {message}")
+
+
+class UpstageAuthError(UpstageAPIError):
+    """401/403 on an authenticated call: the key is wrong, revoked or missing."""
+
+
+class UpstageRequestError(UpstageAPIError):
+    """A 4xx other than 401 and 429: the request itself is wrong and a retry will not help."""
+
+
+class UpstageRateLimitError(UpstageAPIError):
+    """429 after every retry was spent."""
+
+    permanent = False
+
+
+class UpstageServerError(UpstageAPIError):
+    """5xx after every retry was spent."""
+
+    permanent = False
+
+
+class UpstageConnectionError(UpstageAPIError):
+    """The API could not be reached (connection refused, reset, timed out) after every retry."""
+
+    permanent = False
+
+
+class DownloadURLExpiredError(UpstageAPIError):
+    """A batch's pre-signed download URL answered 403: fetch the request again for fresh URLs."""
+
+    permanent = False
+
+
+class RequestFailedError(UpstageAPIError):
+    """An async request, or one of its batches, ended ``failed``; ``pages`` names the range."""
+
+    def __init__(self, message: str, *, request_id: str, pages: tuple[int, int] | None = None) -> None:
+        self.request_id = request_id
+        self.pages = pages
+        span = f" (pages {pages[0]}-{pages[1]})" if pages else ""
+        super().__init__(f"request {request_id}{span} failed: {message}")
+        # Keep the API's message as given, not the composed text.
+        self.message = message

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the emulator can use: LibreOffice renders office formats
+# (DOCX, PPTX, XLSX, HWP) and tesseract-ocr-kor adds Korean OCR. Only as root with apt-get;
+# otherwise it says what to install and the suite uses what is there.
+set -euo pipefail
+need=()
+command -v soffice >/dev/null 2>&1 || need+=(libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui)
+ls /usr/share/tesseract-ocr/*/tessdata/kor.traineddata >/dev/null 2>&1 || need+=(tesseract-ocr-kor)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "system-deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "system-deps: missing ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
