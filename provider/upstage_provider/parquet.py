@@ -1,0 +1,535 @@
+"""Word- and page-level Parquet files from OCR results, written batch by batch and atomically.
+
+No Airflow import: the operator hands over an ``ObjectStoragePath`` (or any ``.fs``/``.path`` object,
+fsspec URI or local path) and this module does the rest with fsspec and pyarrow, so it is fast to
+test and reusable outside Airflow. The layout, schema and guarantees are described in
+``docs/parquet.md``; column names and types are a public contract.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import unicodedata
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import IO, Protocol, Union, runtime_checkable
+from urllib.parse import unquote
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
+
+from upstage_provider import __version__
+from upstage_provider.exceptions import UpstageError
+from upstage_provider.models import OCRResult
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PAGES_SCHEMA",
+    "POLYGON_TYPE",
+    "WORDS_SCHEMA",
+    "DocumentMeta",
+    "ParquetWriteError",
+    "WriteSummary",
+    "output_file_name",
+    "result_batches",
+    "write_ocr_parquet",
+]
+
+COMPRESSION = "zstd"
+WORDS_DIR = "words"
+PAGES_DIR = "pages"
+METADATA_PREFIX = "upstage."
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+POINT_TYPE = pa.struct([pa.field("x", pa.float64()), pa.field("y", pa.float64())])
+POLYGON_TYPE = pa.list_(POINT_TYPE)
+
+
+def _document_fields() -> list[pa.Field]:
+    """Columns every row carries, so one file (or a whole lake) can be read without joins."""
+    return [
+        pa.field("document_uri", pa.string(), nullable=False),
+        pa.field("document_sha256", pa.string(), nullable=False),
+        pa.field("request_id", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("page", pa.int32(), nullable=False),
+    ]
+
+
+WORDS_SCHEMA: pa.Schema = pa.schema(
+    [
+        *_document_fields(),
+        pa.field("word_id", pa.int64(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("confidence", pa.float64()),
+        pa.field("left", pa.float64(), nullable=False),
+        pa.field("top", pa.float64(), nullable=False),
+        pa.field("right", pa.float64(), nullable=False),
+        pa.field("bottom", pa.float64(), nullable=False),
+        pa.field("polygon", POLYGON_TYPE, nullable=False),
+        pa.field("processed_at", _TIMESTAMP, nullable=False),
+    ]
+)
+
+PAGES_SCHEMA: pa.Schema = pa.schema(
+    [
+        *_document_fields(),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("confidence", pa.float64()),
+        pa.field("word_count", pa.int32(), nullable=False),
+        pa.field("processed_at", _TIMESTAMP, nullable=False),
+    ]
+)
+
+
+class ParquetWriteError(UpstageError):
+    """A Parquet file could not be written; nothing was left behind and any earlier file is intact.
+
+    ``permanent`` is True only when a retry cannot help: no permission, a read-only file system, a
+    file where a folder should be, or data that does not fit the schema. Anything else (network,
+    full disk, a flaky object store) is worth a retry.
+    """
+
+    permanent = False
+
+    def __init__(self, target: str, cause: BaseException) -> None:
+        self.target = target
+        self.cause = cause
+        self.permanent = _is_permanent(cause)
+        reason = str(cause) or type(cause).__name__
+        super().__init__(f"could not write {target}: {reason}")
+
+
+_PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST})
+
+
+def _is_permanent(cause: BaseException) -> bool:
+    """Follow explicit causes only (``raise ... from``): fsspec and s3fs keep the OS error there."""
+    if isinstance(cause, (TypeError, ValueError)) and not isinstance(cause, OSError):
+        return True  # includes ArrowInvalid and ArrowTypeError: the data, not the storage
+    seen: set[int] = set()
+    exc: BaseException | None = cause
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (PermissionError, NotADirectoryError, FileExistsError)):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+@dataclass(frozen=True)
+class DocumentMeta:
+    """Facts about the source document that every row carries."""
+
+    document_uri: str
+    document_sha256: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    """What ``write_ocr_parquet`` wrote: small enough for an XCom."""
+
+    words_uri: str
+    pages_uri: str
+    pages: int
+    words: int
+    seconds: float
+    model_version: str | None
+
+
+@runtime_checkable
+class StorageLocation(Protocol):
+    """Anything with an fsspec filesystem and a path on it: ``ObjectStoragePath``, ``upath.UPath``."""
+
+    @property
+    def fs(self) -> AbstractFileSystem: ...
+
+    @property
+    def path(self) -> str: ...
+
+
+OutputLocation = Union[str, "os.PathLike[str]", StorageLocation]
+
+
+# --- file naming --------------------------------------------------------------------------------
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_STEM = 64
+_HASH_CHARS = 12
+
+
+def output_file_name(document_uri: str) -> str:
+    """A stable, filesystem-safe ``<stem>-<hash>.parquet`` name for one document.
+
+    The same URI always gives the same name, so a rerun replaces its own files instead of adding
+    rows; the hash of the full URI keeps ``a/scan.pdf`` and ``b/scan.pdf`` apart. The stem is only
+    for people reading a listing and never starts with ``.`` or ``_`` (readers would skip it).
+    """
+    digest = hashlib.sha256(document_uri.encode("utf-8")).hexdigest()[:_HASH_CHARS]
+    return f"{_readable_stem(document_uri)}-{digest}.parquet"
+
+
+def _readable_stem(document_uri: str) -> str:
+    path = document_uri
+    if "://" in path:  # drop scheme, host, query and fragment: they say nothing about the document
+        path = re.split(r"[?#]", path.split("://", 1)[1], maxsplit=1)[0].partition("/")[2]
+    name = unquote(path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1])
+    stem, dot, _suffix = name.rpartition(".")
+    if not dot or not stem:
+        stem = name
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    safe = _UNSAFE.sub("-", ascii_stem).strip("._-")[:_MAX_STEM].strip("._-")
+    return safe or "document"
+
+
+# --- Arrow conversion ---------------------------------------------------------------------------
+
+
+def _utc(processed_at: datetime) -> datetime:
+    if processed_at.tzinfo is None or processed_at.utcoffset() is None:
+        raise ValueError(f"processed_at must be timezone-aware, got naive {processed_at.isoformat()}")
+    return processed_at.astimezone(timezone.utc)
+
+
+def _constant(value: object, type_: pa.DataType, length: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, type=type_), length)
+
+
+def _document_columns(result: OCRResult, meta: DocumentMeta, pages: list[int], length: int) -> list[pa.Array]:
+    return [
+        _constant(meta.document_uri, pa.string(), length),
+        _constant(meta.document_sha256, pa.string(), length),
+        _constant(meta.request_id, pa.string(), length),
+        _constant(result.model_version, pa.string(), length),
+        pa.array(pages, type=pa.int32()),
+    ]
+
+
+def result_batches(
+    result: OCRResult, meta: DocumentMeta, processed_at: datetime
+) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """One OCR result as a words batch and a pages batch, matching ``WORDS_SCHEMA``/``PAGES_SCHEMA``.
+
+    The one place that turns dataclasses into Arrow: columns are filled as plain lists (no per-word
+    dicts, no pandas), so a faster builder can replace this function without touching the writer.
+    """
+    stamp = _utc(processed_at)
+    word_pages: list[int] = []
+    word_ids: list[int] = []
+    texts: list[str] = []
+    confidences: list[float | None] = []
+    lefts: list[float] = []
+    tops: list[float] = []
+    rights: list[float] = []
+    bottoms: list[float] = []
+    offsets: list[int] = [0]
+    xs: list[float] = []
+    ys: list[float] = []
+    page_numbers: list[int] = []
+    widths: list[int | None] = []
+    heights: list[int | None] = []
+    page_texts: list[str] = []
+    page_confidences: list[float | None] = []
+    word_counts: list[int] = []
+
+    for page in result.pages:
+        page_numbers.append(page.page)
+        widths.append(page.width)
+        heights.append(page.height)
+        page_texts.append(page.text)
+        page_confidences.append(page.confidence)
+        word_counts.append(len(page.words))
+        for word in page.words:
+            word_pages.append(page.page)
+            word_ids.append(word.id)
+            texts.append(word.text)
+            confidences.append(word.confidence)
+            lefts.append(word.left)
+            tops.append(word.top)
+            rights.append(word.right)
+            bottoms.append(word.bottom)
+            for x, y in word.polygon:
+                xs.append(x)
+                ys.append(y)
+            offsets.append(len(xs))
+
+    n_words = len(word_ids)
+    points = pa.StructArray.from_arrays(
+        [pa.array(xs, type=pa.float64()), pa.array(ys, type=pa.float64())], fields=list(POINT_TYPE)
+    )
+    polygons = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), points, type=POLYGON_TYPE)
+    words = pa.RecordBatch.from_arrays(
+        [
+            *_document_columns(result, meta, word_pages, n_words),
+            pa.array(word_ids, type=pa.int64()),
+            pa.array(texts, type=pa.string()),
+            pa.array(confidences, type=pa.float64()),
+            pa.array(lefts, type=pa.float64()),
+            pa.array(tops, type=pa.float64()),
+            pa.array(rights, type=pa.float64()),
+            pa.array(bottoms, type=pa.float64()),
+            polygons,
+            _constant(stamp, _TIMESTAMP, n_words),
+        ],
+        schema=WORDS_SCHEMA,
+    )
+    n_pages = len(page_numbers)
+    pages = pa.RecordBatch.from_arrays(
+        [
+            *_document_columns(result, meta, page_numbers, n_pages),
+            pa.array(widths, type=pa.int32()),
+            pa.array(heights, type=pa.int32()),
+            pa.array(page_texts, type=pa.string()),
+            pa.array(page_confidences, type=pa.float64()),
+            pa.array(word_counts, type=pa.int32()),
+            _constant(stamp, _TIMESTAMP, n_pages),
+        ],
+        schema=PAGES_SCHEMA,
+    )
+    return words, pages
+
+
+# --- where to write -----------------------------------------------------------------------------
+
+
+def _resolve(output_uri: OutputLocation) -> tuple[AbstractFileSystem, str]:
+    """The filesystem and root path; ``.fs`` wins so an ObjectStoragePath keeps its connection."""
+    fs = getattr(output_uri, "fs", None)
+    path = getattr(output_uri, "path", None)
+    if isinstance(fs, AbstractFileSystem) and isinstance(path, str):
+        return fs, path.rstrip("/") or "/"
+    if isinstance(output_uri, os.PathLike):
+        output_uri = os.fspath(output_uri)
+    if not isinstance(output_uri, str) or not output_uri:
+        raise TypeError(
+            f"output_uri must be a path, an fsspec URI or an object with .fs and .path, got {output_uri!r}"
+        )
+    fs, path = fsspec.core.url_to_fs(output_uri)
+    return fs, path.rstrip("/") or "/"
+
+
+def _is_local(fs: AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def _display_uri(fs: AbstractFileSystem, path: str) -> str:
+    """Local files as absolute paths, everything else with its scheme (``s3://...``)."""
+    return path if _is_local(fs) else fs.unstrip_protocol(path)
+
+
+def _join(*parts: str) -> str:
+    return "/".join([parts[0].rstrip("/"), *(part.strip("/") for part in parts[1:])])
+
+
+# --- one file, staged under a hidden name -------------------------------------------------------
+
+
+class _StagedFile:
+    """A Parquet file written under a hidden temporary name and moved into place on commit.
+
+    Readers never see it half-written: the ``.`` prefix hides it from pyarrow.dataset and Spark,
+    and the ``.tmp-<uuid>`` suffix from ``*.parquet`` globs; the uuid keeps concurrent runs apart.
+    """
+
+    def __init__(self, fs: AbstractFileSystem, folder: str, name: str, schema: pa.Schema) -> None:
+        self.fs = fs
+        self.folder = folder
+        self.final = _join(folder, name)
+        self.temp = _join(folder, f".{name}.tmp-{uuid.uuid4().hex}")
+        self.target = _display_uri(fs, self.final)
+        self.schema = schema
+        self._handle: IO[bytes] | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def open(self, metadata: dict[str, str]) -> None:
+        with _as_write_error(self.target):
+            self.fs.makedirs(self.folder, exist_ok=True)
+            self._handle = self.fs.open(self.temp, "wb")
+            self._writer = pq.ParquetWriter(
+                self._handle, self.schema.with_metadata(metadata), compression=COMPRESSION
+            )
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """One call, one row group; empty batches are skipped (they would be empty row groups)."""
+        if batch.num_rows == 0:
+            return
+        assert self._writer is not None, "open() first"
+        with _as_write_error(self.target):
+            self._writer.write_batch(batch)
+
+    def commit(self, late_metadata: dict[str, str]) -> None:
+        """Finish the footer, then rename over any earlier file (one atomic step on local disk)."""
+        assert self._writer is not None, "open() first"
+        assert self._handle is not None, "open() first"
+        with _as_write_error(self.target):
+            self._writer.add_key_value_metadata(late_metadata)
+            self._writer.close()
+            self._writer = None
+            self._handle.close()
+            self._handle = None
+            if _is_local(self.fs):
+                os.replace(self.temp, self.final)
+            else:
+                self.fs.mv(self.temp, self.final)
+
+    def discard(self) -> None:
+        """Best effort: the error that brought us here matters more than one from cleaning up."""
+        if self._writer is not None:
+            with suppress(Exception):
+                self._writer.close()
+        if self._handle is not None:
+            with suppress(Exception):
+                self._handle.close()
+        self._writer = self._handle = None
+        with suppress(Exception):
+            if self.fs.exists(self.temp):
+                self.fs.rm(self.temp)
+
+
+@contextmanager
+def _as_write_error(target: str) -> Iterator[None]:
+    """Turns any failure while writing into a ParquetWriteError naming the target file."""
+    try:
+        yield
+    except ParquetWriteError:
+        raise
+    except Exception as exc:
+        raise ParquetWriteError(target, exc) from exc
+
+
+# --- the writer ---------------------------------------------------------------------------------
+
+
+def _open_metadata(meta: DocumentMeta, model_version: str | None, processed_at: datetime) -> dict[str, str]:
+    """Key-value metadata known when the files open; it also lands in the Arrow schema readers see."""
+    values: dict[str, str | None] = {
+        "document_uri": meta.document_uri,
+        "document_sha256": meta.document_sha256,
+        "request_id": meta.request_id,
+        "model_version": model_version,
+        "source": "upstage-ocr-async" if meta.request_id else "upstage-ocr-sync",
+        "provider_version": __version__,
+        "processed_at": processed_at.isoformat(),
+    }
+    return {METADATA_PREFIX + key: value for key, value in values.items() if value is not None}
+
+
+@dataclass
+class _Tally:
+    batches: int = 0
+    pages: int = 0
+    words: int = 0
+    model_versions: tuple[str, ...] = ()
+    api_versions: tuple[str, ...] = ()
+
+    def add(self, result: OCRResult, words: int, pages: int) -> None:
+        self.batches += 1
+        self.words += words
+        self.pages += pages
+        if result.model_version and result.model_version not in self.model_versions:
+            self.model_versions += (result.model_version,)
+        if result.api_version and result.api_version not in self.api_versions:
+            self.api_versions += (result.api_version,)
+
+    def late_metadata(self, opened_with_model: bool) -> dict[str, str]:
+        """Facts known only at the end; they go to the Parquet footer (``pq.read_metadata``)."""
+        values = {
+            "batches": str(self.batches),
+            "pages": str(self.pages),
+            "words": str(self.words),
+            "model_versions": json.dumps(list(self.model_versions)),
+            "api_versions": json.dumps(list(self.api_versions)),
+        }
+        if not opened_with_model and self.model_versions:
+            values["model_version"] = self.model_versions[0]
+        return {METADATA_PREFIX + key: value for key, value in values.items()}
+
+
+def write_ocr_parquet(
+    results: Iterable[OCRResult],
+    *,
+    output_uri: OutputLocation,
+    meta: DocumentMeta,
+    processed_at: datetime | None = None,
+) -> WriteSummary:
+    """Write one document's OCR results to ``<output_uri>/words/`` and ``<output_uri>/pages/``.
+
+    ``results`` is consumed lazily, one OCRResult (one async batch) at a time, each becoming a row
+    group, so a 1,000-page document never sits in memory whole. Each file appears whole or not at
+    all and replaces the document's earlier file; on any failure the temporary files are removed
+    and an earlier file is left as it was. Errors raised by ``results`` itself propagate unchanged;
+    errors while writing become ``ParquetWriteError``.
+    """
+    started = time.monotonic()
+    stamp = _utc(processed_at) if processed_at is not None else datetime.now(timezone.utc)
+    fs, root = _resolve(output_uri)
+    name = output_file_name(meta.document_uri)
+    words_file = _StagedFile(fs, _join(root, WORDS_DIR), name, WORDS_SCHEMA)
+    pages_file = _StagedFile(fs, _join(root, PAGES_DIR), name, PAGES_SCHEMA)
+    staged = (words_file, pages_file)
+    tally = _Tally()
+    opened_model: str | None = None
+    opened = False
+    try:
+        for result in results:
+            if not opened:
+                # Opening on the first batch puts its model version into the schema metadata.
+                opened_model = result.model_version
+                for file in staged:
+                    file.open(_open_metadata(meta, opened_model, stamp))
+                opened = True
+            with _as_write_error(words_file.target):
+                words, pages = result_batches(result, meta, stamp)
+            words_file.write(words)
+            pages_file.write(pages)
+            tally.add(result, words.num_rows, pages.num_rows)
+            log.debug("batch %d done, %d/%d words/pages so far", tally.batches, tally.words, tally.pages)
+        if not opened:
+            for file in staged:
+                file.open(_open_metadata(meta, None, stamp))
+        late = tally.late_metadata(opened_with_model=opened_model is not None)
+        # Pages first: a reader joining words to pages then finds every word's page, even between
+        # the two renames.
+        pages_file.commit(late)
+        words_file.commit(late)
+    except BaseException:
+        for file in staged:
+            file.discard()
+        raise
+
+    seconds = time.monotonic() - started
+    log.info(
+        "wrote %d words and %d pages from %d batches to 2 files (%s, %s) in %.2fs",
+        tally.words,
+        tally.pages,
+        tally.batches,
+        words_file.target,
+        pages_file.target,
+        seconds,
+    )
+    return WriteSummary(
+        words_uri=words_file.target,
+        pages_uri=pages_file.target,
+        pages=tally.pages,
+        words=tally.words,
+        seconds=seconds,
+        model_version=tally.model_versions[0] if tally.model_versions else None,
+    )
