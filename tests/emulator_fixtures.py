@@ -1,0 +1,96 @@
+"""Suite-wide fixtures for talking to a live emulator over 127.0.0.1 (a pytest plugin module).
+
+Load it from ``tests/conftest.py`` with ``pytest_plugins = ["tests.emulator_fixtures"]``.
+
+- ``emulator``: a running :class:`EmulatorServer` (synthetic engine, key :data:`API_KEY`);
+- ``make_emulator(faults=None, *, engine=None, **config)``: more of them, with any
+  :class:`EmulatorConfig` fields, all stopped at the end of the test;
+- ``make_pdf(pages, size=(612, 792))``: a blank PDF of ``pages`` pages, as bytes;
+- ``api_headers``: the ``Authorization`` header for :data:`API_KEY`;
+- ``connect(host, password=API_KEY, conn_id="upstage_test", **extra)``: an ``upstage`` Airflow
+  connection defined through ``AIRFLOW_CONN_<ID>`` (as a deployment would), returning its id.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pypdfium2 as pdfium
+import pytest
+
+from upstage_provider.emulator.config import EmulatorConfig, FaultConfig
+from upstage_provider.emulator.server import EmulatorServer
+from upstage_provider.emulator.synthetic import SyntheticEngine
+
+#: One key for the whole suite (the hook tests' conftest uses the same one).
+API_KEY = "up_test_SECRET_9f3c2a71"
+#: Few words per page keep responses small and tests fast; the layout is the same at any count.
+WORDS_PER_PAGE = 40
+
+
+def pdf_bytes(pages: int, size: tuple[float, float] = (612, 792)) -> bytes:
+    """A PDF with ``pages`` blank pages of ``size`` points."""
+    pdf = pdfium.PdfDocument.new()
+    try:
+        for _ in range(pages):
+            pdf.new_page(*size)
+        buf = io.BytesIO()
+        pdf.save(buf)
+    finally:
+        pdf.close()
+    return buf.getvalue()
+
+
+@pytest.fixture
+def make_pdf() -> Callable[..., bytes]:
+    return pdf_bytes
+
+
+@pytest.fixture
+def api_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture
+def make_emulator() -> Iterator[Callable[..., EmulatorServer]]:
+    """Start emulators with given settings; every one is stopped when the test ends."""
+    started: list[EmulatorServer] = []
+
+    def start(faults: FaultConfig | None = None, *, engine: Any = None, **config: Any) -> EmulatorServer:
+        config.setdefault("api_key", API_KEY)
+        config.setdefault("engine", "synthetic")
+        server = EmulatorServer(
+            EmulatorConfig(faults=faults or FaultConfig(), **config),
+            engine=engine if engine is not None else SyntheticEngine(words_per_page=WORDS_PER_PAGE),
+        )
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def emulator(make_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
+    """A default emulator for one test."""
+    return make_emulator()
+
+
+@pytest.fixture
+def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Define an ``upstage`` connection through the environment, pointing at ``host``."""
+
+    def define(host: str, password: str | None = API_KEY, conn_id: str = "upstage_test", **extra: Any) -> str:
+        conn: dict[str, Any] = {"conn_type": "upstage", "host": host}
+        if password is not None:
+            conn["password"] = password
+        if extra:
+            conn["extra"] = extra
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        return conn_id
+
+    return define
