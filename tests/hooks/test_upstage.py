@@ -1,0 +1,495 @@
+"""UpstageOCRHook against a live emulator (and small purpose-built servers) over 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+import requests
+
+from tests.emulator_fixtures import API_KEY
+from tests.emulator_fixtures import pdf_bytes as make_pdf
+from upstage_provider.documents import load_document
+from upstage_provider.emulator.config import FaultConfig
+from upstage_provider.emulator.server import EmulatorServer
+from upstage_provider.exceptions import (
+    DownloadURLExpiredError,
+    RequestFailedError,
+    TooManyPagesError,
+    UpstageAuthError,
+    UpstageConnectionError,
+    UpstageRateLimitError,
+    UpstageRequestError,
+    UpstageServerError,
+)
+from upstage_provider.hooks.upstage import UpstageOCRHook
+from upstage_provider.models import parse_ocr_response
+from upstage_provider.status import RequestInfo, RequestState
+
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05}
+
+
+def calls(server: EmulatorServer, endpoint: str) -> int:
+    """How many requests the emulator received on one endpoint, whatever it answered."""
+    return int(server.stats()["endpoints"].get(endpoint, {}).get("total", 0))
+
+
+def wait_done(hook: UpstageOCRHook, request_id: str, timeout: float = 30.0) -> RequestInfo:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = hook.get_request(request_id)
+        if info.is_terminal:
+            return info
+        assert time.monotonic() < deadline, f"request still {info.progress()}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def hook(emulator: EmulatorServer, connect: Callable[..., str]) -> Iterator[UpstageOCRHook]:
+    h = UpstageOCRHook(connect(emulator.url), **FAST)
+    yield h
+    h.close()
+
+
+# --- happy paths ------------------------------------------------------------------------------------
+
+
+def test_hook_constructs_without_network() -> None:
+    # No connection named like this exists: construction must not look it up, let alone call out.
+    UpstageOCRHook("no_such_connection")
+
+
+def test_sync_ocr_matches_what_the_server_returned(hook: UpstageOCRHook, emulator: EmulatorServer) -> None:
+    pdf = make_pdf(3)
+    result = hook.ocr(load_document(pdf, name="three.pdf"))
+    raw = requests.post(
+        emulator.url + "/v1/document-digitization",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        files={"document": ("three.pdf", pdf, "application/pdf")},
+        data={"model": "ocr"},
+        timeout=30,
+    ).json()
+    expected = parse_ocr_response(raw)
+    assert [p.page for p in result.pages] == [1, 2, 3]
+    assert result.pages == expected.pages
+    assert result.word_count == sum(len(p["words"]) for p in raw["pages"]) > 0
+
+
+def test_sync_ocr_of_a_sample_path(hook: UpstageOCRHook, samples_dir: Any) -> None:
+    result = hook.ocr(samples_dir / "dpi_150.jpg")
+    assert len(result.pages) == 1
+    assert result.pages[0].width == 1242
+    assert result.pages[0].height == 1755
+    assert all(0.0 <= w.left <= w.right <= 1.0 for w in result.pages[0].words)
+
+
+def test_sync_ocr_with_schema_returns_raw_json(hook: UpstageOCRHook) -> None:
+    raw = hook.ocr(load_document(make_pdf(1), name="one.pdf"), schema="google")
+    assert isinstance(raw, dict)
+
+
+def test_async_submit_status_and_results_in_order(hook: UpstageOCRHook, emulator: EmulatorServer) -> None:
+    request_id = hook.submit(load_document(make_pdf(23), name="long.pdf"))
+    info = wait_done(hook, request_id)
+    assert info.status is RequestState.COMPLETED
+    assert [(b.start_page, b.end_page) for b in info.batches] == [(1, 10), (11, 20), (21, 23)]
+    pages = list(hook.iter_results(request_id, concurrency=2))
+    assert [p.page for p in pages] == list(range(1, 24))
+    assert all(p.words for p in pages)
+    assert calls(emulator, "submit") == 1
+    assert any(r["id"] == request_id for r in hook.list_requests())
+
+
+@pytest.mark.parametrize("batch_page_ids", ["relative", "absolute"])
+def test_batch_pages_are_placed_by_start_page(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], batch_page_ids: str
+) -> None:
+    server = make_emulator(batch_page_ids=batch_page_ids)
+    hook = UpstageOCRHook(connect(server.url), **FAST)
+    request_id = hook.submit(load_document(make_pdf(12), name="twelve.pdf"))
+    wait_done(hook, request_id)
+    assert [p.page for p in hook.iter_results(request_id)] == list(range(1, 13))
+
+
+def test_expired_download_urls_are_refreshed_once(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
+) -> None:
+    server = make_emulator(url_ttl=1.0)
+    hook = UpstageOCRHook(connect(server.url), **FAST)
+    request_id = hook.submit(load_document(make_pdf(25), name="expiring.pdf"))
+    info = wait_done(hook, request_id)
+    status_calls = calls(server, "status")
+    time.sleep(1.3)  # every URL in `info` is now past its expiry
+    pages = list(hook.iter_results(request_id, info=info, concurrency=3))
+    assert [p.page for p in pages] == list(range(1, 26))
+    # All three stale URLs answered 403; one shared status call fetched fresh ones for all.
+    assert calls(server, "status") == status_calls + 1
+    assert server.stats()["endpoints"]["download"]["by_status"].get("403", 0) >= 1
+
+
+def test_download_urls_that_never_work_give_up(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
+) -> None:
+    server = make_emulator(url_ttl=0.0)
+    hook = UpstageOCRHook(connect(server.url), **FAST)
+    request_id = hook.submit(load_document(make_pdf(3), name="x.pdf"))
+    wait_done(hook, request_id)
+    with pytest.raises(DownloadURLExpiredError, match="refused"):
+        list(hook.iter_results(request_id))
+
+
+# --- failures -----------------------------------------------------------------------------------------
+
+
+def test_wrong_key_fails_fast_once(emulator: EmulatorServer, connect: Callable[..., str]) -> None:
+    hook = UpstageOCRHook(connect(emulator.url, password="up_wrong_key_123456"), **FAST)
+    with pytest.raises(UpstageAuthError, match="upstage connection") as err:
+        hook.get_request("abc")
+    assert err.value.status_code == 401
+    assert calls(emulator, "status") == 1
+    assert "up_wrong_key_123456" not in str(err.value)
+
+
+def test_missing_key_fails_before_any_call(
+    emulator: EmulatorServer, connect: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UPSTAGE_API_KEY", raising=False)
+    hook = UpstageOCRHook(connect(emulator.url, password=None), **FAST)
+    with pytest.raises(UpstageAuthError, match="UPSTAGE_API_KEY"):
+        hook.list_requests()
+    assert calls(emulator, "list") == 0
+
+
+def test_key_falls_back_to_the_environment(
+    emulator: EmulatorServer, connect: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPSTAGE_API_KEY", API_KEY)
+    hook = UpstageOCRHook(connect(emulator.url, password=None), **FAST)
+    assert hook.list_requests() == []
+
+
+def test_bad_document_fails_before_upload(hook: UpstageOCRHook, emulator: EmulatorServer) -> None:
+    with pytest.raises(TooManyPagesError, match="async"):
+        hook.ocr(load_document(make_pdf(101), name="big.pdf"))
+    assert calls(emulator, "sync") == 0
+
+
+def test_bad_model_is_a_permanent_4xx_with_the_api_message(
+    hook: UpstageOCRHook, emulator: EmulatorServer
+) -> None:
+    with pytest.raises(UpstageRequestError) as err:
+        hook.ocr(load_document(make_pdf(1), name="one.pdf"), model="no-such-model")
+    assert err.value.status_code == 400
+    assert "no-such-model" in err.value.message
+    assert calls(emulator, "sync") == 1
+
+
+@pytest.mark.parametrize("error_style", ["openai", "flat"])
+def test_both_error_shapes_show_the_api_message(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], error_style: str
+) -> None:
+    server = make_emulator(error_style=error_style)
+    hook = UpstageOCRHook(connect(server.url), **FAST)
+    with pytest.raises(UpstageRequestError) as err:
+        hook.get_request("00000000-0000-0000-0000-000000000000")
+    assert err.value.status_code == 404
+    assert err.value.message
+    assert "HTTP 404 with no message" not in err.value.message
+
+
+@pytest.mark.parametrize("retry_after", [None, 0.05])
+def test_rate_limited_calls_are_retried_until_they_pass(
+    make_emulator: Callable[..., EmulatorServer],
+    connect: Callable[..., str],
+    retry_after: float | None,
+) -> None:
+    server = make_emulator(faults=FaultConfig(rate_429=0.5, retry_after=retry_after, seed=7))
+    hook = UpstageOCRHook(connect(server.url), max_retries=10, **FAST)
+    request_id = hook.submit(load_document(make_pdf(15), name="busy.pdf"))
+    wait_done(hook, request_id)
+    assert [p.page for p in hook.iter_results(request_id)] == list(range(1, 16))
+    stats = server.stats()["endpoints"]
+    assert sum(e["by_status"].get("429", 0) for e in stats.values()) > 0
+    assert stats["submit"]["by_status"].get("200", 0) == 1  # one submission, however many 429s
+
+
+def test_retry_after_is_honoured(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_emulator(faults=FaultConfig(rate_429=1.0, retry_after=0.2, seed=1))
+    waits: list[float] = []
+    monkeypatch.setattr("upstage_provider.hooks.upstage.time.sleep", waits.append)
+    hook = UpstageOCRHook(connect(server.url), max_retries=3, backoff_base=30.0, backoff_max=60.0)
+    with pytest.raises(UpstageRateLimitError, match="gave up after 4 attempts"):
+        hook.list_requests()
+    assert waits == [0.2, 0.2, 0.2]
+    assert calls(server, "list") == 4
+
+
+def test_backoff_grows_exponentially_with_jitter(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_emulator(faults=FaultConfig(rate_5xx=1.0, seed=1))
+    waits: list[float] = []
+    monkeypatch.setattr("upstage_provider.hooks.upstage.time.sleep", waits.append)
+    hook = UpstageOCRHook(connect(server.url), max_retries=4, backoff_base=1.0, backoff_max=5.0)
+    with pytest.raises(UpstageServerError) as err:
+        hook.list_requests()
+    assert err.value.status_code is not None
+    assert err.value.status_code >= 500
+    assert calls(server, "list") == 5
+    for wait, ceiling in zip(waits, [1.0, 2.0, 4.0, 5.0], strict=True):
+        assert ceiling / 2 <= wait <= ceiling
+
+
+def test_failed_batch_names_the_pages(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
+) -> None:
+    server = make_emulator(faults=FaultConfig(fail_batches=[1]))
+    hook = UpstageOCRHook(connect(server.url), **FAST)
+    request_id = hook.submit(load_document(make_pdf(25), name="x.pdf"))
+    wait_done(hook, request_id)
+    with pytest.raises(RequestFailedError) as err:
+        list(hook.iter_results(request_id))
+    assert err.value.pages == (11, 20)
+    assert "pages 11-20" in str(err.value)
+
+
+def test_failed_request_carries_the_api_reason(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
+) -> None:
+    server = make_emulator(faults=FaultConfig(fail_request_message="document could not be processed"))
+    hook = UpstageOCRHook(connect(server.url), **FAST)
+    request_id = hook.submit(load_document(make_pdf(2), name="x.pdf"))
+    info = wait_done(hook, request_id)
+    assert info.status is RequestState.FAILED
+    with pytest.raises(RequestFailedError, match="document could not be processed"):
+        list(hook.iter_results(request_id))
+
+
+def test_results_of_an_unfinished_request_are_refused(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
+) -> None:
+    server = make_emulator(faults=FaultConfig(latency_per_page=0.2))
+    hook = UpstageOCRHook(connect(server.url), **FAST)
+    request_id = hook.submit(load_document(make_pdf(20), name="slow.pdf"))
+    with pytest.raises(UpstageRequestError, match="not completed yet"):
+        list(hook.iter_results(request_id))
+
+
+def test_unreachable_api_retries_then_says_so(connect: Callable[..., str]) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hook = UpstageOCRHook(connect(f"http://127.0.0.1:{port}"), max_retries=2, **FAST)
+    with pytest.raises(UpstageConnectionError, match=r"could not reach 127\.0\.0\.1") as err:
+        hook.list_requests()
+    assert "gave up after 3 attempts" in str(err.value)
+
+
+# --- purpose-built servers: what the emulator does not do ---------------------------------------------
+
+
+class _Script(BaseHTTPRequestHandler):
+    """Answers each request with the next scripted step for its path."""
+
+    steps: ClassVar[dict[str, list[Callable[[BaseHTTPRequestHandler], None]]]] = {}
+    seen: ClassVar[list[tuple[str, str, str | None]]] = []
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self._answer()
+
+    def _answer(self) -> None:
+        path = self.path.split("?")[0]
+        type(self).seen.append((self.command, path, self.headers.get("Authorization")))
+        queue = type(self).steps.get(path) or []
+        step = queue.pop(0) if len(queue) > 1 else (queue[0] if queue else _reply(404, {"message": "no"}))
+        step(self)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Callable[[Any], None]:
+    def send(handler: BaseHTTPRequestHandler) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            handler.send_header(k, v)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    return send
+
+
+def _cut_mid_body(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "100000")
+    handler.end_headers()
+    handler.wfile.write(b'{"pages": [')
+    handler.wfile.flush()
+    handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _stall(seconds: float) -> Callable[[BaseHTTPRequestHandler], None]:
+    def step(handler: BaseHTTPRequestHandler) -> None:
+        time.sleep(seconds)
+
+    return step
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[str, type[_Script]]]:
+    handler = type("Handler", (_Script,), {"steps": {}, "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def _one_batch_status(base: str) -> dict[str, Any]:
+    return {
+        "id": "r1",
+        "status": "completed",
+        "model": "ocr",
+        "failure_message": None,
+        "total_pages": 1,
+        "completed_pages": 1,
+        "batches": [
+            {
+                "id": 0,
+                "status": "completed",
+                "start_page": 1,
+                "end_page": 1,
+                "download_url": f"{base}/files/r1/0?sig=abc",
+                "failure_message": None,
+            }
+        ],
+    }
+
+
+def test_download_cut_mid_body_or_stalled_is_retried_without_the_key(
+    scripted: tuple[str, type[_Script]], samples_dir: Any, connect: Callable[..., str]
+) -> None:
+    base, handler = scripted
+    sample = json.loads((samples_dir / "water_mark.ocr.json").read_text())
+    handler.steps["/v1/document-digitization/requests/r1"] = [_reply(200, _one_batch_status(base))]
+    handler.steps["/files/r1/0"] = [_cut_mid_body, _stall(1.5), _reply(200, sample)]
+    hook = UpstageOCRHook(connect(base), timeout=0.5, **FAST)
+    pages = list(hook.iter_results("r1"))
+    assert len(pages) == 1
+    assert len(pages[0].words) == len(sample["pages"][0]["words"])
+    downloads = [auth for method, path, auth in handler.seen if path == "/files/r1/0"]
+    assert len(downloads) == 3
+    assert downloads == [None, None, None]  # the key never goes to a pre-signed URL
+
+
+def test_submit_is_not_repeated_when_it_may_have_reached_the_api(
+    scripted: tuple[str, type[_Script]], connect: Callable[..., str]
+) -> None:
+    base, handler = scripted
+    handler.steps["/v1/document-digitization/async"] = [_stall(1.5), _reply(200, {"request_id": "r2"})]
+    hook = UpstageOCRHook(connect(base), timeout=0.5, **FAST)
+    with pytest.raises(UpstageConnectionError, match="not repeated automatically"):
+        hook.submit(load_document(make_pdf(1), name="x.pdf"))
+    assert [p for _, p, _ in handler.seen].count("/v1/document-digitization/async") == 1
+
+
+def test_submit_is_retried_on_5xx_and_429(
+    scripted: tuple[str, type[_Script]], connect: Callable[..., str]
+) -> None:
+    base, handler = scripted
+    handler.steps["/v1/document-digitization/async"] = [
+        _reply(503, {"error": {"message": "overloaded", "type": "server_error"}}),
+        _reply(429, {"code": 429, "message": "slow down"}, {"Retry-After": "0"}),
+        _reply(200, {"request_id": "r3"}),
+    ]
+    hook = UpstageOCRHook(connect(base), **FAST)
+    assert hook.submit(load_document(make_pdf(1), name="x.pdf")) == "r3"
+
+
+def test_malformed_batch_is_a_clear_error(
+    scripted: tuple[str, type[_Script]], connect: Callable[..., str]
+) -> None:
+    base, handler = scripted
+    handler.steps["/v1/document-digitization/requests/r1"] = [_reply(200, _one_batch_status(base))]
+    handler.steps["/files/r1/0"] = [_reply(200, {"pages": [{"id": 0, "words": [{"id": 0}]}]})]
+    hook = UpstageOCRHook(connect(base), **FAST)
+    with pytest.raises(ValueError, match=r"pages\[0\]"):
+        list(hook.iter_results("r1"))
+
+
+# --- connection test, async, secrets ---------------------------------------------------------------
+
+
+def test_test_connection(emulator: EmulatorServer, connect: Callable[..., str]) -> None:
+    ok, message = UpstageOCRHook(connect(emulator.url)).test_connection()
+    assert ok, message
+    assert emulator.url in message
+    ok, message = UpstageOCRHook(
+        connect(emulator.url, password="up_wrong_key_123456", conn_id="bad")
+    ).test_connection()
+    assert not ok
+    assert "401" in message
+    assert "up_wrong_key_123456" not in message
+
+
+async def test_aget_request_reads_status_without_blocking(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
+) -> None:
+    server = make_emulator(faults=FaultConfig(rate_429=0.5, retry_after=0.0, seed=3))
+    hook = UpstageOCRHook(connect(server.url), max_retries=10, **FAST)
+    request_id = hook.submit(load_document(make_pdf(5), name="x.pdf"))
+    try:
+        for _ in range(200):
+            info = await hook.aget_request(request_id)
+            if info.is_terminal:
+                break
+        assert info.status is RequestState.COMPLETED
+        assert info.total_pages == 5
+        with pytest.raises(UpstageRequestError) as err:
+            await hook.aget_request("00000000-0000-0000-0000-000000000000")
+        assert err.value.status_code == 404
+    finally:
+        await hook.aclose()
+
+
+def test_the_key_never_appears_in_logs_or_errors(
+    make_emulator: Callable[..., EmulatorServer],
+    connect: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = make_emulator(faults=FaultConfig(rate_429=0.3, rate_5xx=0.2, seed=5))
+    hook = UpstageOCRHook(connect(server.url), max_retries=10, **FAST)
+    texts: list[str] = []
+    request_id = hook.submit(load_document(make_pdf(12), name="x.pdf"))
+    wait_done(hook, request_id)
+    list(hook.iter_results(request_id))
+    for bad in (lambda: hook.get_request("nope"), lambda: hook.ocr(b"%PDF-1.4 broken", model="ocr")):
+        try:
+            bad()
+        except Exception as exc:
+            texts.append(str(exc))
+            texts.append(repr(exc))
+    texts.extend(r.getMessage() for r in caplog.records)
+    texts.append(repr(hook))
+    assert texts
+    assert not [t for t in texts if API_KEY in t]
