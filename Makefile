@@ -22,12 +22,12 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 test: install system-deps
-	$(PY) -m ruff check provider tests benchmarks dags
+	$(PY) -m ruff check provider tests benchmarks dags scripts
 	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint: install
-	$(PY) -m ruff check provider tests benchmarks dags
+	$(PY) -m ruff check provider tests benchmarks dags scripts
 	$(PY) -m ruff format --check provider tests benchmarks dags
 
 typecheck: install
