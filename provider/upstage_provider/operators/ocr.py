@@ -1,0 +1,222 @@
+"""Operators: submit a document for async OCR, or OCR it end to end into Parquet in one task."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from upstage_provider.documents import MAX_SYNC_PAGES, Document, validate_document
+from upstage_provider.exceptions import DocumentError, RequestFailedError, UpstageError
+from upstage_provider.hooks.upstage import UpstageOCRHook
+from upstage_provider.parquet import DocumentMeta
+from upstage_provider.runtime import land, read_document, submit_once
+from upstage_provider.status import RequestInfo
+from upstage_provider.triggers.ocr import FAILED, SUCCESS, TIMEOUT, UpstageOCRTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+Mode = Literal["auto", "sync", "async"]
+
+
+def _fail_on_permanent(exc: UpstageError) -> AirflowException:
+    """Airflow must not retry what cannot succeed: bad input, a bad key, a failed request."""
+    if exc.permanent:
+        return AirflowFailException(str(exc))
+    return AirflowException(str(exc))
+
+
+class UpstageOCRSubmitOperator(BaseOperator):
+    """
+    Validate a document and submit it for async OCR; returns the request id.
+
+    A retry of this task reattaches to the request its earlier try submitted (unless that
+    request failed) instead of paying for the document again: each submission is recorded in
+    an Airflow Variable keyed by the task instance and the document's SHA-256.
+
+    :param document: local path or object-storage URI (``s3://``, ``gs://``, ``file://``, ...).
+    :param conn_id: the ``upstage`` connection.
+    :param model: ``ocr`` or a pinned model version.
+    """
+
+    template_fields: Sequence[str] = ("document", "conn_id", "model")
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        document: Any,
+        conn_id: str = UpstageOCRHook.default_conn_name,
+        model: str = "ocr",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.document = document
+        self.conn_id = conn_id
+        self.model = model
+
+    def execute(self, context: Context) -> str:
+        doc = _read(self.document, "async")
+        hook = UpstageOCRHook(self.conn_id)
+        try:
+            request_id, _ = submit_once(hook, context, doc, str(self.document), self.model)
+        except UpstageError as exc:
+            raise _fail_on_permanent(exc) from None
+        finally:
+            hook.close()
+        return request_id
+
+
+class UpstageOCROperator(BaseOperator):
+    """
+    OCR one document into Parquet in a single task.
+
+    ``mode="auto"`` takes the sync endpoint up to 100 pages and the async one above (and for
+    office formats, whose pages cannot be counted before upload), deferring while it waits
+    when ``deferrable``. Writes the same files and returns the same summary as
+    :class:`~upstage_provider.sensors.ocr.UpstageOCRSensor`.
+
+    :param document: local path or object-storage URI.
+    :param output_uri: folder (local path or URI) that receives ``words/`` and ``pages/``.
+    :param conn_id: the ``upstage`` connection.
+    :param mode: ``auto``, ``sync`` or ``async``.
+    :param model: ``ocr`` or a pinned model version.
+    :param deferrable: wait for async results in the triggerer, not a worker slot.
+    :param poll_interval: seconds between status calls on the async path.
+    :param timeout: how long to wait for an async request.
+    """
+
+    template_fields: Sequence[str] = ("document", "output_uri", "conn_id", "model")
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        document: Any,
+        output_uri: Any,
+        conn_id: str = UpstageOCRHook.default_conn_name,
+        mode: Mode = "auto",
+        model: str = "ocr",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        timeout: float | timedelta = timedelta(hours=24),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("auto", "sync", "async"):
+            raise ValueError(f"mode must be 'auto', 'sync' or 'async', not {mode!r}")
+        self.document = document
+        self.output_uri = output_uri
+        self.conn_id = conn_id
+        self.mode = mode
+        self.model = model
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        doc = _read(self.document, None)
+        path = self._path_for(doc)
+        _read(doc, path)
+        self.log.info("%s: %s pages, %s path", self.document, doc.page_count or "?", path)
+        hook = UpstageOCRHook(self.conn_id)
+        try:
+            if path == "sync":
+                result = hook.ocr(doc, model=self.model)
+                return land(
+                    [result],
+                    output_uri=self.output_uri,
+                    meta=DocumentMeta(str(self.document), doc.sha256, None),
+                    context=context,
+                    outlets=self.outlets,
+                )
+            request_id, _ = submit_once(hook, context, doc, str(self.document), self.model)
+            return self._wait_and_land(hook, context, request_id, doc)
+        except UpstageError as exc:
+            raise _fail_on_permanent(exc) from None
+        finally:
+            hook.close()
+
+    def _path_for(self, doc: Document) -> Literal["sync", "async"]:
+        if self.mode != "auto":
+            return self.mode
+        if doc.page_count is None or doc.page_count > MAX_SYNC_PAGES:
+            return "async"
+        return "sync"
+
+    def _wait_and_land(
+        self, hook: UpstageOCRHook, context: Context, request_id: str, doc: Document
+    ) -> dict[str, Any] | None:
+        deadline = time.time() + self.timeout
+        info = hook.get_request(request_id)
+        if self.deferrable and not info.is_terminal:
+            self.log.info("Upstage request %s: %s; deferring to the triggerer", request_id, info.progress())
+            self.defer(
+                trigger=UpstageOCRTrigger(
+                    request_id=request_id,
+                    conn_id=self.conn_id,
+                    poll_interval=self.poll_interval,
+                    deadline=deadline,
+                ),
+                method_name="execute_complete",
+                kwargs={"document_sha256": doc.sha256},
+                timeout=timedelta(seconds=self.timeout + 300),
+            )
+        while not info.is_terminal:
+            if time.time() > deadline:
+                raise AirflowException(f"Upstage request {request_id} did not finish in {self.timeout:.0f} s")
+            self.log.info("Upstage request %s: %s", request_id, info.progress())
+            time.sleep(self.poll_interval)
+            info = hook.get_request(request_id)
+        return self._land_request(hook, context, request_id, doc.sha256, info)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], document_sha256: str = ""
+    ) -> dict[str, Any]:
+        request_id = event.get("request_id", "")
+        status = event.get("status")
+        message = event.get("message") or "no message"
+        if status == FAILED:
+            raise AirflowFailException(message)
+        if status != SUCCESS:
+            if status == TIMEOUT or not event.get("permanent"):
+                raise AirflowException(f"Upstage request {request_id}: {message}")
+            raise AirflowFailException(f"Upstage request {request_id}: {message}")
+        hook = UpstageOCRHook(self.conn_id)
+        try:
+            return self._land_request(hook, context, request_id, document_sha256, None)
+        except UpstageError as exc:
+            raise _fail_on_permanent(exc) from None
+        finally:
+            hook.close()
+
+    def _land_request(
+        self, hook: UpstageOCRHook, context: Context, request_id: str, sha256: str, info: RequestInfo | None
+    ) -> dict[str, Any]:
+        failure = info.failure() if info is not None else None
+        if failure is not None:
+            raise AirflowFailException(str(failure))
+        try:
+            return land(
+                hook.iter_batches(request_id, info=info),
+                output_uri=self.output_uri,
+                meta=DocumentMeta(str(self.document), sha256, request_id),
+                context=context,
+                outlets=self.outlets,
+            )
+        except RequestFailedError as exc:
+            raise AirflowFailException(str(exc)) from None
+
+
+def _read(document: Any, mode: Literal["sync", "async"] | None) -> Document:
+    """Load (and, given a mode, validate) before any API call; bad input is permanent."""
+    try:
+        doc = document if isinstance(document, Document) else read_document(document)
+        return doc if mode is None else validate_document(doc, mode=mode)
+    except DocumentError as exc:
+        raise AirflowFailException(str(exc)) from None

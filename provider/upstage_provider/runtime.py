@@ -1,0 +1,172 @@
+"""Airflow-side pieces shared by the operators and the sensor.
+
+- resolving document and output locations (local paths or ``ObjectStoragePath`` URIs);
+- the submission ledger that keeps a retried task from paying for the same document twice;
+- landing results as Parquet and telling Airflow about it (asset events).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airflow.sdk import ObjectStoragePath, Variable
+
+from upstage_provider.documents import Document, load_document
+from upstage_provider.hooks.upstage import UpstageOCRHook
+from upstage_provider.models import OCRResult
+from upstage_provider.parquet import DocumentMeta, WriteSummary, write_ocr_parquet
+from upstage_provider.status import RequestState
+
+log = logging.getLogger(__name__)
+
+SUBMISSION_PREFIX = "upstage_submission__"
+REQUEST_PREFIX = "upstage_request__"
+
+
+def location(uri: Any) -> Any:
+    """A local path stays a string; anything with a scheme becomes an ``ObjectStoragePath``.
+
+    ``ObjectStoragePath`` resolves credentials from Airflow connections (``s3://conn_id@bucket/``).
+    """
+    if isinstance(uri, ObjectStoragePath):
+        return uri
+    text = str(uri)
+    if "://" in text and not text.startswith("file://"):
+        return ObjectStoragePath(text)
+    return text.removeprefix("file://")
+
+
+def read_document(uri: Any) -> Document:
+    return load_document(location(uri))
+
+
+def document_uri(uri: Any) -> str:
+    return str(uri)
+
+
+# --- the submission ledger ---------------------------------------------------------------------
+
+
+def submission_key(context: Mapping[str, Any], document_sha256: str) -> str:
+    ti = context["ti"]
+    identity = f"{ti.dag_id}|{ti.task_id}|{ti.run_id}|{getattr(ti, 'map_index', -1)}|{document_sha256}"
+    return SUBMISSION_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def previous_submission(context: Mapping[str, Any], document_sha256: str) -> str | None:
+    value = Variable.get(submission_key(context, document_sha256), default=None)
+    return value if isinstance(value, str) and value else None
+
+
+def record_submission(
+    context: Mapping[str, Any], doc: Document, uri: str, request_id: str, model: str
+) -> None:
+    """Remember the request before anything else can fail, so a retry reattaches to it."""
+    Variable.set(submission_key(context, doc.sha256), request_id)
+    Variable.set(
+        REQUEST_PREFIX + request_id,
+        {
+            "document_uri": uri,
+            "document_sha256": doc.sha256,
+            "name": doc.name,
+            "pages": doc.page_count,
+            "bytes": doc.size,
+            "model": model,
+            "submitted_at": time.time(),
+        },
+        serialize_json=True,
+    )
+
+
+def recorded_document(request_id: str) -> dict[str, Any] | None:
+    value = Variable.get(REQUEST_PREFIX + request_id, default=None, deserialize_json=True)
+    return value if isinstance(value, dict) else None
+
+
+def submit_once(
+    hook: UpstageOCRHook, context: Mapping[str, Any], doc: Document, uri: str, model: str
+) -> tuple[str, bool]:
+    """Submit ``doc`` unless this task instance already did; returns (request id, reattached)."""
+    earlier = previous_submission(context, doc.sha256)
+    if earlier is not None:
+        try:
+            info = hook.get_request(earlier)
+        except Exception as exc:  # unknown or expired request: submit anew
+            log.warning(
+                "Earlier Upstage request %s for %s cannot be read (%s); submitting again", earlier, uri, exc
+            )
+        else:
+            if info.status is not RequestState.FAILED:
+                log.info(
+                    "Reattaching to Upstage request %s for %s (%s); not submitting again",
+                    earlier,
+                    uri,
+                    info.progress(),
+                )
+                return earlier, True
+            log.warning(
+                "Earlier Upstage request %s for %s failed (%s); submitting again",
+                earlier,
+                uri,
+                info.failure_message or "no reason given",
+            )
+    request_id = hook.submit(doc, model=model)
+    record_submission(context, doc, uri, request_id, model)
+    return request_id, False
+
+
+# --- landing results ---------------------------------------------------------------------------
+
+
+def land(
+    results: Iterable[OCRResult],
+    *,
+    output_uri: Any,
+    meta: DocumentMeta,
+    context: Mapping[str, Any],
+    outlets: Iterable[Any] = (),
+) -> dict[str, Any]:
+    """Write Parquet, emit asset events, and return the small summary that goes to XCom."""
+    summary = write_ocr_parquet(results, output_uri=location(output_uri), meta=meta)
+    log.info(
+        "Wrote %d words, %d pages for %s in %.2f s: %s, %s",
+        summary.words,
+        summary.pages,
+        meta.document_uri,
+        summary.seconds,
+        summary.words_uri,
+        summary.pages_uri,
+    )
+    result = summarize(summary, meta.request_id)
+    emit_asset_events(context, outlets, result)
+    return result
+
+
+def summarize(summary: WriteSummary, request_id: str | None) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "words_uri": summary.words_uri,
+        "pages_uri": summary.pages_uri,
+        "pages": summary.pages,
+        "words": summary.words,
+    }
+
+
+def emit_asset_events(context: Mapping[str, Any], outlets: Iterable[Any], result: Mapping[str, Any]) -> None:
+    outlets = list(outlets)
+    if not outlets:
+        return
+    events = context.get("outlet_events")
+    if events is None:
+        return
+    extra = {"request_id": result["request_id"], "pages": result["pages"], "words": result["words"]}
+    for outlet in outlets:
+        try:
+            events[outlet].extra.update(json.loads(json.dumps(extra)))
+        except (KeyError, TypeError, AttributeError):  # not an asset (e.g. an alias we cannot fill)
+            log.debug("Outlet %r takes no asset event extra", outlet)

@@ -1,0 +1,127 @@
+"""UpstageOCRSensor without a database: defer, resume, poke, land Parquet, fail fast."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
+
+from tests.emulator_fixtures import pdf_bytes as make_pdf
+from upstage_provider.documents import load_document
+from upstage_provider.emulator.config import FaultConfig
+from upstage_provider.emulator.server import EmulatorServer
+from upstage_provider.hooks.upstage import UpstageOCRHook
+from upstage_provider.sensors.ocr import UpstageOCRSensor
+from upstage_provider.triggers.ocr import UpstageOCRTrigger
+
+
+def submitted(conn_id: str, pages: int) -> tuple[str, Path]:
+    hook = UpstageOCRHook(conn_id, backoff_base=0.01, backoff_max=0.05)
+    return hook.submit(load_document(make_pdf(pages), name="doc.pdf")), Path("doc.pdf")
+
+
+def wait(conn_id: str, request_id: str) -> None:
+    hook = UpstageOCRHook(conn_id)
+    while not hook.get_request(request_id).is_terminal:
+        time.sleep(0.05)
+
+
+def sensor(conn_id: str, request_id: str, out: Path, **kwargs: Any) -> UpstageOCRSensor:
+    kwargs.setdefault("deferrable", True)
+    return UpstageOCRSensor(
+        task_id="wait",
+        request_id=request_id,
+        output_uri=str(out),
+        conn_id=conn_id,
+        poll_interval=0.05,
+        **kwargs,
+    )
+
+
+def test_defers_with_the_right_trigger_then_lands_parquet(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], tmp_path: Path
+) -> None:
+    server = make_emulator(faults=FaultConfig(latency_per_page=0.05))
+    conn_id = connect(server.url)
+    request_id, _ = submitted(conn_id, 14)
+    op = sensor(conn_id, request_id, tmp_path, timeout=600)
+    started = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, UpstageOCRTrigger)
+    assert (trigger.request_id, trigger.conn_id, trigger.poll_interval) == (request_id, conn_id, 0.05)
+    assert trigger.deadline is not None
+    assert started + 599 <= trigger.deadline <= time.time() + 600
+    assert deferred.value.method_name == "execute_complete"
+    wait(conn_id, request_id)
+    result = op.execute_complete({}, {"status": "success", "request_id": request_id})
+    assert result["request_id"] == request_id
+    assert result["pages"] == 14
+    assert result["words"] > 0
+    words = pq.read_table(result["words_uri"])
+    assert words.num_rows == result["words"]
+    assert sorted(set(words["page"].to_pylist())) == list(range(1, 15))
+    assert set(words["request_id"].to_pylist()) == {request_id}
+
+
+def test_already_finished_request_lands_without_deferring(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path
+) -> None:
+    conn_id = connect(emulator.url)
+    request_id, _ = submitted(conn_id, 3)
+    wait(conn_id, request_id)
+    result = sensor(conn_id, request_id, tmp_path).execute({})
+    assert result["pages"] == 3
+
+
+def test_poking_mode_lands_the_same_files(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path
+) -> None:
+    conn_id = connect(emulator.url)
+    request_id, _ = submitted(conn_id, 11)
+    result = sensor(conn_id, request_id, tmp_path, deferrable=False, timeout=60).execute({})
+    assert result["pages"] == 11
+    assert pq.read_table(result["pages_uri"]).num_rows == 11
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        ({"status": "failed", "message": "request r failed: bad scan (pages 11-20)"}, AirflowFailException),
+        ({"status": "timeout", "message": "did not finish"}, AirflowSensorTimeout),
+        ({"status": "error", "message": "HTTP 401", "permanent": True}, AirflowFailException),
+        ({"status": "error", "message": "ConnectError", "permanent": False}, AirflowException),
+    ],
+)
+def test_non_success_events_raise(event: dict[str, Any], error: type[Exception], tmp_path: Path) -> None:
+    op = sensor("unused", "r", tmp_path)
+    with pytest.raises(error) as raised:
+        op.execute_complete({}, {"request_id": "r", **event})
+    assert event["message"] in str(raised.value)
+    if error is AirflowException:
+        assert not isinstance(raised.value, AirflowFailException)
+
+
+def test_failed_batch_fails_the_task_once_with_pages(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], tmp_path: Path
+) -> None:
+    server = make_emulator(faults=FaultConfig(fail_batches=(0,)))
+    conn_id = connect(server.url)
+    request_id, _ = submitted(conn_id, 12)
+    wait(conn_id, request_id)
+    with pytest.raises(AirflowFailException, match="pages 1-10"):
+        sensor(conn_id, request_id, tmp_path).execute({})
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_unknown_request_is_permanent(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path
+) -> None:
+    with pytest.raises(AirflowFailException, match="404"):
+        sensor(connect(emulator.url), "00000000-0000-0000-0000-000000000000", tmp_path).execute({})
