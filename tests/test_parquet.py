@@ -405,6 +405,7 @@ def test_memory_uri_and_upath(multi_page: Sample) -> None:
 def test_airflow_object_storage_path(multi_page: Sample, tmp_path: Path) -> None:
     """What the operator passes: its own filesystem (and connection) is used, not a re-parsed URI."""
     import airflow.sdk as sdk
+
     out = sdk.ObjectStoragePath(f"file://{tmp_path}/ds=2026-11-24")
     summary = write([multi_page.result], out, multi_page.meta)
     name = output_file_name(multi_page.meta.document_uri)
