@@ -29,16 +29,22 @@ REQUEST_PREFIX = "upstage_request__"
 
 
 def location(uri: Any) -> Any:
-    """A local path stays a string; anything with a scheme becomes an ``ObjectStoragePath``.
+    """A local path stays a string; a URI becomes an ``ObjectStoragePath`` where Airflow knows it.
 
     ``ObjectStoragePath`` resolves credentials from Airflow connections (``s3://conn_id@bucket/``).
+    Schemes it has no filesystem for (``memory://``, ...) go to fsspec as they are.
     """
     if isinstance(uri, ObjectStoragePath):
         return uri
     text = str(uri)
-    if "://" in text and not text.startswith("file://"):
-        return ObjectStoragePath(text)
-    return text.removeprefix("file://")
+    if "://" not in text:
+        return text
+    try:
+        path = ObjectStoragePath(text)
+        path.fs  # noqa: B018 - resolving the filesystem is what tells whether Airflow knows the scheme
+    except ValueError:
+        return text
+    return path
 
 
 def read_document(uri: Any) -> Document:

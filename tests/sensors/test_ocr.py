@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -125,3 +126,48 @@ def test_unknown_request_is_permanent(
 ) -> None:
     with pytest.raises(AirflowFailException, match="404"):
         sensor(connect(emulator.url), "00000000-0000-0000-0000-000000000000", tmp_path).execute({})
+
+
+def test_fsspec_uris_for_document_and_output(emulator: EmulatorServer, connect: Callable[..., str]) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/inbox/stored.pdf", make_pdf(4))
+    conn_id = connect(emulator.url)
+    request_id = UpstageOCRHook(conn_id).submit("memory:///inbox/stored.pdf")
+    wait(conn_id, request_id)
+    result = UpstageOCRSensor(
+        task_id="wait",
+        request_id=request_id,
+        output_uri="memory:///lake/ds=2026-11-24",
+        document="memory:///inbox/stored.pdf",
+        conn_id=conn_id,
+    ).execute({})
+    assert result["words_uri"].startswith("memory://")
+    assert fs.exists(result["words_uri"])
+    assert fs.exists(result["pages_uri"])
+    words = pq.read_table(result["words_uri"], filesystem=fs)
+    assert set(words["document_uri"].to_pylist()) == {"memory:///inbox/stored.pdf"}
+    assert words["document_sha256"][0].as_py() == hashlib.sha256(fs.cat("/inbox/stored.pdf")).hexdigest()
+
+
+def test_object_storage_path_uris(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path
+) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    (tmp_path / "scan.pdf").write_bytes(make_pdf(2))
+    conn_id = connect(emulator.url)
+    document = f"file://{tmp_path}/scan.pdf"
+    request_id = UpstageOCRHook(conn_id).submit(ObjectStoragePath(document))
+    wait(conn_id, request_id)
+    result = UpstageOCRSensor(
+        task_id="wait",
+        request_id=request_id,
+        output_uri=f"file://{tmp_path}/lake",
+        document=document,
+        conn_id=conn_id,
+    ).execute({})
+    assert Path(result["words_uri"].removeprefix("file://")).is_file()
+    assert result["pages"] == 2
+    assert pq.read_table(result["pages_uri"].removeprefix("file://"))["document_uri"][0].as_py() == document
