@@ -15,12 +15,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath, Variable
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from upstage_provider.documents import Document, load_document
+from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.models import OCRResult
 from upstage_provider.parquet import DocumentMeta, WriteSummary, write_ocr_parquet
-from upstage_provider.status import RequestState
+from upstage_provider.status import RequestInfo, RequestState
+from upstage_provider.triggers.ocr import FAILED, SUCCESS, TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,58 @@ def submit_once(
     return request_id, False
 
 
+# --- outcomes ----------------------------------------------------------------------------------
+
+
+def airflow_error(exc: UpstageError) -> AirflowException:
+    """Airflow must not retry what cannot succeed: bad input, a bad key, a failed request."""
+    return AirflowFailException(str(exc)) if exc.permanent else AirflowException(str(exc))
+
+
+def raise_for_event(
+    event: Mapping[str, Any], *, timeout_error: type[AirflowException] = AirflowException
+) -> str:
+    """Raise what a trigger event calls for; returns the request id of a successful one."""
+    request_id = str(event.get("request_id") or "")
+    status = event.get("status")
+    message = event.get("message") or "no message"
+    if status == SUCCESS:
+        return request_id
+    if status == FAILED:
+        raise AirflowFailException(message)
+    if status == TIMEOUT:
+        raise timeout_error(message)
+    error = AirflowFailException if event.get("permanent") else AirflowException
+    raise error(f"Upstage request {request_id}: {message}")
+
+
 # --- landing results ---------------------------------------------------------------------------
+
+
+def land_request(
+    hook: UpstageOCRHook,
+    request_id: str,
+    info: RequestInfo | None,
+    *,
+    output_uri: Any,
+    meta: DocumentMeta,
+    context: Mapping[str, Any],
+    outlets: Iterable[Any] = (),
+) -> dict[str, Any]:
+    """Download a finished request batch by batch into Parquet; a failed one fails the task."""
+    failure = info.failure() if info is not None else None
+    if failure is not None:
+        raise AirflowFailException(str(failure))
+    try:
+        return land(
+            hook.iter_batches(request_id, info=info),
+            output_uri=output_uri,
+            meta=meta,
+            context=context,
+            outlets=outlets,
+        )
+    except UpstageError as exc:
+        raise airflow_error(exc) from None
 
 
 def land(

@@ -11,24 +11,24 @@ from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from upstage_provider.documents import MAX_SYNC_PAGES, Document, validate_document
-from upstage_provider.exceptions import DocumentError, RequestFailedError, UpstageError
+from upstage_provider.exceptions import DocumentError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.parquet import DocumentMeta
-from upstage_provider.runtime import land, read_document, submit_once
+from upstage_provider.runtime import (
+    airflow_error,
+    land,
+    land_request,
+    raise_for_event,
+    read_document,
+    submit_once,
+)
 from upstage_provider.status import RequestInfo
-from upstage_provider.triggers.ocr import FAILED, SUCCESS, TIMEOUT, UpstageOCRTrigger
+from upstage_provider.triggers.ocr import UpstageOCRTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 Mode = Literal["auto", "sync", "async"]
-
-
-def _fail_on_permanent(exc: UpstageError) -> AirflowException:
-    """Airflow must not retry what cannot succeed: bad input, a bad key, a failed request."""
-    if exc.permanent:
-        return AirflowFailException(str(exc))
-    return AirflowException(str(exc))
 
 
 class UpstageOCRSubmitOperator(BaseOperator):
@@ -66,7 +66,7 @@ class UpstageOCRSubmitOperator(BaseOperator):
         try:
             request_id, _ = submit_once(hook, context, doc, str(self.document), self.model)
         except UpstageError as exc:
-            raise _fail_on_permanent(exc) from None
+            raise airflow_error(exc) from None
         finally:
             hook.close()
         return request_id
@@ -138,7 +138,7 @@ class UpstageOCROperator(BaseOperator):
             request_id, _ = submit_once(hook, context, doc, str(self.document), self.model)
             return self._wait_and_land(hook, context, request_id, doc)
         except UpstageError as exc:
-            raise _fail_on_permanent(exc) from None
+            raise airflow_error(exc) from None
         finally:
             hook.close()
 
@@ -178,39 +178,25 @@ class UpstageOCROperator(BaseOperator):
     def execute_complete(
         self, context: Context, event: dict[str, Any], document_sha256: str = ""
     ) -> dict[str, Any]:
-        request_id = event.get("request_id", "")
-        status = event.get("status")
-        message = event.get("message") or "no message"
-        if status == FAILED:
-            raise AirflowFailException(message)
-        if status != SUCCESS:
-            if status == TIMEOUT or not event.get("permanent"):
-                raise AirflowException(f"Upstage request {request_id}: {message}")
-            raise AirflowFailException(f"Upstage request {request_id}: {message}")
+        request_id = raise_for_event(event)
         hook = UpstageOCRHook(self.conn_id)
         try:
             return self._land_request(hook, context, request_id, document_sha256, None)
-        except UpstageError as exc:
-            raise _fail_on_permanent(exc) from None
         finally:
             hook.close()
 
     def _land_request(
         self, hook: UpstageOCRHook, context: Context, request_id: str, sha256: str, info: RequestInfo | None
     ) -> dict[str, Any]:
-        failure = info.failure() if info is not None else None
-        if failure is not None:
-            raise AirflowFailException(str(failure))
-        try:
-            return land(
-                hook.iter_batches(request_id, info=info),
-                output_uri=self.output_uri,
-                meta=DocumentMeta(str(self.document), sha256, request_id),
-                context=context,
-                outlets=self.outlets,
-            )
-        except RequestFailedError as exc:
-            raise AirflowFailException(str(exc)) from None
+        return land_request(
+            hook,
+            request_id,
+            info,
+            output_uri=self.output_uri,
+            meta=DocumentMeta(str(self.document), sha256, request_id),
+            context=context,
+            outlets=self.outlets,
+        )
 
 
 def _read(document: Any, mode: Literal["sync", "async"] | None) -> Document:

@@ -8,14 +8,20 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from upstage_provider.exceptions import RequestFailedError, UpstageError
+from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.parquet import DocumentMeta
-from upstage_provider.runtime import land, read_document, recorded_document
+from upstage_provider.runtime import (
+    airflow_error,
+    land_request,
+    raise_for_event,
+    read_document,
+    recorded_document,
+)
 from upstage_provider.status import RequestInfo
-from upstage_provider.triggers.ocr import FAILED, SUCCESS, TIMEOUT, UpstageOCRTrigger
+from upstage_provider.triggers.ocr import UpstageOCRTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -96,45 +102,27 @@ class UpstageOCRSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, info))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        status = event.get("status")
-        message = event.get("message") or "no message"
-        if status == SUCCESS:
-            return self._finish(context, None)
-        if status == FAILED:
-            raise AirflowFailException(message)
-        if status == TIMEOUT:
-            raise AirflowSensorTimeout(message)
-        if event.get("permanent"):
-            raise AirflowFailException(f"Upstage request {self.request_id}: {message}")
-        raise AirflowException(f"Upstage request {self.request_id}: {message}")
+        raise_for_event(event, timeout_error=AirflowSensorTimeout)
+        return self._finish(context, None)
 
     def _status(self, hook: UpstageOCRHook) -> RequestInfo:
         try:
             return hook.get_request(self.request_id)
         except UpstageError as exc:
-            if exc.permanent:
-                raise AirflowFailException(str(exc)) from None
-            raise
+            raise airflow_error(exc) from None
 
     def _finish(self, context: Context, info: RequestInfo | None) -> dict[str, Any]:
         hook = self.hook
-        failure = info.failure() if info is not None else None
-        if failure is not None:
-            raise AirflowFailException(str(failure))
         try:
-            return land(
-                hook.iter_batches(self.request_id, info=info),
+            return land_request(
+                hook,
+                self.request_id,
+                info,
                 output_uri=self.output_uri,
                 meta=self._meta(),
                 context=context,
                 outlets=self.outlets,
             )
-        except RequestFailedError as exc:
-            raise AirflowFailException(str(exc)) from None
-        except UpstageError as exc:
-            if exc.permanent:
-                raise AirflowFailException(str(exc)) from None
-            raise
         finally:
             hook.close()
 
