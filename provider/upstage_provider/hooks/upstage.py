@@ -300,10 +300,7 @@ class UpstageOCRHook(BaseHook):
                 delay,
             )
             time.sleep(delay)
-        if retry.attempts > 1:
-            error.message = f"{error.message} (gave up after {retry.attempts} attempts)"
-            error.args = (f"Upstage API {_status_text(error)} from {what}: {error.message}",)
-        raise error
+        raise _gave_up(error, retry.attempts)
 
     def _status_error(
         self, response: requests.Response, what: str, *, authenticated: bool
@@ -547,7 +544,7 @@ class UpstageOCRHook(BaseHook):
                 "Upstage status: %s; retry %d/%d in %.1f s", error.message, attempt, retry.attempts - 1, delay
             )
             await asyncio.sleep(delay)
-        raise error
+        raise _gave_up(error, retry.attempts)
 
     def _httpx_timeout(self, conn: Connection) -> Any:
         import httpx
@@ -699,8 +696,17 @@ def _checked_id(request_id: str) -> str:
     return request_id
 
 
-def _status_text(error: UpstageAPIError) -> str:
-    return f"HTTP {error.status_code}" if error.status_code is not None else "error"
+def _gave_up(error: UpstageAPIError, attempts: int) -> UpstageAPIError:
+    """The last transient error, saying how hard we tried."""
+    if attempts <= 1:
+        return error
+    return type(error)(
+        f"{error.message} (gave up after {attempts} attempts)",
+        status_code=error.status_code,
+        error_type=error.error_type,
+        code=error.code,
+        endpoint=error.endpoint,
+    )
 
 
 def _pages_text(doc: Document) -> str:
