@@ -12,7 +12,7 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,7 +32,7 @@ from upstage_provider.emulator.engine import (
     UnsupportedFormatError,
 )
 from upstage_provider.emulator.errors import ApiError, error_response
-from upstage_provider.emulator.faults import FaultInjector
+from upstage_provider.emulator.faults import BodyFault, FaultInjector
 from upstage_provider.emulator.jobs import JobManager
 from upstage_provider.emulator.limits import MAX_BODY_BYTES, check_page_count, check_pages, check_upload
 from upstage_provider.emulator.responses import SCHEMAS, build_ocr_response, build_schema_response
@@ -79,6 +79,7 @@ class Stats:
             self._endpoints: dict[str, dict[str, Any]] = {}
             self._submissions = 0
             self._pages = 0
+            self._injected: dict[str, int] = {}
             self._started = time.time()
 
     def record(self, endpoint: str, status: int) -> None:
@@ -86,6 +87,11 @@ class Stats:
             entry = self._endpoints.setdefault(endpoint, {"total": 0, "by_status": {}})
             entry["total"] += 1
             entry["by_status"][str(status)] = entry["by_status"].get(str(status), 0) + 1
+
+    def injected(self, kind: str) -> None:
+        """One fault injected: ``429``, ``5xx``, ``reset`` or ``stall``."""
+        with self._lock:
+            self._injected[kind] = self._injected.get(kind, 0) + 1
 
     def submitted(self) -> None:
         with self._lock:
@@ -104,6 +110,7 @@ class Stats:
                 },
                 "submissions": self._submissions,
                 "pages_processed": self._pages,
+                "injected": dict(self._injected),
                 "since": self._started,
             }
 
@@ -190,11 +197,19 @@ class EmulatorMiddleware:
             await send(message)
 
         try:
-            early = await self._gate(scope, endpoint)
+            early, body_fault = await self._gate(scope, endpoint)
             if early is not None:
                 await early(scope, receive, send_and_watch)
+            elif body_fault is not None:
+                await self.app(
+                    scope,
+                    _capped(receive, MAX_BODY_BYTES),
+                    _spoiled(send_and_watch, body_fault, self.state.stats.injected),
+                )
             else:
                 await self.app(scope, _capped(receive, MAX_BODY_BYTES), send_and_watch)
+        except _ConnectionCut:
+            pass  # returning with the body unfinished makes the server drop the connection
         except ApiError as exc:  # the body cap fires inside whatever reads the body
             if response_started:
                 raise
@@ -204,8 +219,8 @@ class EmulatorMiddleware:
                 self.state.stats.record(endpoint, status)
             log.info("%s %s %d %.1f ms", method, path, status, (time.perf_counter() - started) * 1000)
 
-    async def _gate(self, scope: Scope, endpoint: str) -> Response | None:
-        """An answer to send instead of running the route, or None to run it."""
+    async def _gate(self, scope: Scope, endpoint: str) -> tuple[Response | None, BodyFault | None]:
+        """An answer to send instead of running the route (or None to run it), and a body fault."""
         style = self.state.config.error_style
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if endpoint != "download":
@@ -214,20 +229,58 @@ class EmulatorMiddleware:
                 return error_response(
                     ApiError(401, problem, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}),
                     style,
-                )
+                ), None
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return error_response(_BodyTooLarge(), style)
-        fault = self.state.faults.draw(endpoint)
+            return error_response(_BodyTooLarge(), style), None
+        fault, body_fault = self.state.faults.decide(endpoint)
         if fault is not None:
             code = "rate_limit_exceeded" if fault.status == 429 else "server_error"
+            self.state.stats.injected("429" if fault.status == 429 else "5xx")
             return error_response(
                 ApiError(fault.status, fault.message, code=code, headers=fault.headers), style
-            )
+            ), None
         delay = self.state.faults.request_latency(endpoint)
         if delay:
             await asyncio.sleep(delay)
-        return None
+        return None, body_fault
+
+
+def _spoiled(send: Send, fault: BodyFault, count: Callable[[str], None]) -> Send:
+    """
+    ``send`` that spoils a successful answer's body: half of it, then the connection is closed
+    (``reset``: the app returns with the response unfinished, so the server drops the
+    connection) or a pause of ``stall_seconds`` before the rest (``stall``).
+    Error answers (a 403 for an expired URL, ...) go through untouched.
+    """
+    spoil = False
+
+    async def spoiled_send(message: Message) -> None:
+        nonlocal spoil
+        if message["type"] == "http.response.start":
+            spoil = message["status"] < 400
+            await send(message)
+            return
+        if not spoil or message["type"] != "http.response.body":
+            await send(message)
+            return
+        spoil = False
+        count(fault.kind)
+        body = message.get("body", b"")
+        half = len(body) // 2
+        await send({"type": "http.response.body", "body": body[:half], "more_body": True})
+        if fault.kind == "reset":
+            raise _ConnectionCut()
+        await asyncio.sleep(fault.stall_seconds)
+        await send(
+            {"type": "http.response.body", "body": body[half:], "more_body": message.get("more_body", False)}
+        )
+
+    return spoiled_send
+
+
+class _ConnectionCut(Exception):
+    """Raised mid-body so the server closes the connection, as a network reset would."""
 
 
 def _auth_problem(header: str | None, api_key: str | None) -> str | None:

@@ -33,7 +33,9 @@ JSON config file (--config): one object; flags override it. Server keys:
   engine ({" | ".join(ENGINES)}).
 Fault keys, at the top level or inside a "faults" object:
   latency_per_request (s), latency_per_page (s), rate_429 (0..1), retry_after (s or null:
-  no Retry-After header), rate_5xx (0..1), status_5xx (503), fail_batches (list of 0-based
+  no Retry-After header), rate_5xx (0..1), status_5xx (503), burst_5xx (int: that many 5xx
+  in a row before every served call), rate_reset (0..1: downloads cut after half the body),
+  rate_stall (0..1: downloads paused after half the body), stall_seconds (s, 5), fail_batches (list of 0-based
   batch indexes), fail_request_message (string: every async request fails with it),
   endpoints (subset of {list(FAULT_ENDPOINTS)}: where 429/5xx/latency_per_request apply),
   seed (int, 0).
@@ -73,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     fadd("--retry-after", type=float, metavar="S", help="Retry-After seconds on 429s (default: no header)")
     fadd("--rate-5xx", type=float, metavar="P", help="share of calls answered 5xx (0..1)")
     fadd("--status-5xx", type=int, metavar="CODE", help="the 5xx status to answer (default 503)")
+    fadd("--burst-5xx", type=int, metavar="N", help="5xx answers in a row before every served call")
+    fadd("--rate-reset", type=float, metavar="P", help="share of downloads cut after half the body (0..1)")
+    fadd("--rate-stall", type=float, metavar="P", help="share of downloads paused after half the body")
+    fadd("--stall-seconds", type=float, metavar="S", help="length of a download stall (default 5)")
     fadd(
         "--fail-batch", type=int, action="extend", nargs="+", metavar="N", help="0-based batch index to fail"
     )
@@ -105,6 +111,10 @@ _FAULT_FLAGS = {
     "retry_after": "retry_after",
     "rate_5xx": "rate_5xx",
     "status_5xx": "status_5xx",
+    "burst_5xx": "burst_5xx",
+    "rate_reset": "rate_reset",
+    "rate_stall": "rate_stall",
+    "stall_seconds": "stall_seconds",
     "fail_batch": "fail_batches",
     "fail_request": "fail_request_message",
     "fault_endpoints": "endpoints",

@@ -46,7 +46,12 @@ class FaultConfig:
     below ``rate_429`` it is answered 429 (with ``Retry-After: retry_after`` unless that is
     None), below ``rate_429 + rate_5xx`` it is answered ``status_5xx``; otherwise it goes
     through after ``latency_per_request`` seconds. OCR work sleeps ``latency_per_page`` per
-    page (sync calls and async batches alike). ``fail_batches`` (0-based batch indexes) end
+    page (sync calls and async batches alike). Downloads only: below ``rate_429 + rate_5xx +
+    rate_reset`` the connection is closed after half of the body was sent; below that plus
+    ``rate_stall`` half of the body is sent, then nothing for ``stall_seconds`` (longer than a
+    client's read timeout), then the rest. ``burst_5xx`` answers ``status_5xx`` to that many
+    consecutive calls of each faulted endpoint before every call it serves (deterministic, no
+    draw). ``fail_batches`` (0-based batch indexes) end
     ``failed``; ``fail_request_message`` fails every async request as a whole with that text.
     Async faults are read when a request is submitted, so changing them later does not change
     requests already under way.
@@ -58,6 +63,10 @@ class FaultConfig:
     retry_after: float | None = None
     rate_5xx: float = 0.0
     status_5xx: int = 503
+    rate_reset: float = 0.0
+    rate_stall: float = 0.0
+    stall_seconds: float = 5.0
+    burst_5xx: int = 0
     fail_batches: tuple[int, ...] = ()
     fail_request_message: str | None = None
     endpoints: tuple[str, ...] = FAULT_ENDPOINTS
@@ -69,8 +78,15 @@ class FaultConfig:
         set_(self, "latency_per_page", _non_negative("latency_per_page", self.latency_per_page))
         set_(self, "rate_429", _rate("rate_429", self.rate_429))
         set_(self, "rate_5xx", _rate("rate_5xx", self.rate_5xx))
-        if self.rate_429 + self.rate_5xx > 1.0 + 1e-9:
-            raise ValueError(f"rate_429 + rate_5xx must not exceed 1, got {self.rate_429 + self.rate_5xx}")
+        set_(self, "rate_reset", _rate("rate_reset", self.rate_reset))
+        set_(self, "rate_stall", _rate("rate_stall", self.rate_stall))
+        set_(self, "stall_seconds", _non_negative("stall_seconds", self.stall_seconds))
+        total = self.rate_429 + self.rate_5xx + self.rate_reset + self.rate_stall
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"rate_429 + rate_5xx + rate_reset + rate_stall must not exceed 1, got {total}")
+        if int(self.burst_5xx) < 0:
+            raise ValueError(f"burst_5xx must not be negative, got {self.burst_5xx}")
+        set_(self, "burst_5xx", int(self.burst_5xx))
         if self.retry_after is not None:
             set_(self, "retry_after", _non_negative("retry_after", self.retry_after))
         if not 500 <= int(self.status_5xx) <= 599:
