@@ -353,7 +353,13 @@ class UpstageOCRHook(BaseHook):
             if not isinstance(body, dict):
                 raise MalformedResponseError(f"sync OCR of {doc.name}: the response is not a JSON object")
             return body
-        result = parse_ocr_response(response.content, source=f"sync OCR of {doc.name}")
+        # With the page count known before upload, an answer that lost or gained pages is
+        # refused like a bad async batch is, instead of landing a partial document.
+        result = parse_ocr_response(
+            response.content,
+            end_page=doc.page_count if doc.page_count else None,
+            source=f"sync OCR of {doc.name}",
+        )
         self.log.info(
             "Upstage sync OCR of %s done in %.1f s: %d pages, %d words, model %s",
             doc.name,
@@ -466,7 +472,9 @@ class UpstageOCRHook(BaseHook):
         )
 
     def _download_batch(self, request_id: str, batch: BatchInfo, refresher: _URLRefresher) -> OCRResult:
-        url = batch.download_url
+        # The newest URL known for the batch: once one refresh happened, the URLs of the first
+        # status call are as stale for the batches still waiting as for the one that hit a 403.
+        url = refresher.current_url(batch)
         for _ in range(MAX_URL_REFRESHES + 1):
             if url is None:
                 url = refresher.fresh_url(batch, stale=None)
@@ -580,6 +588,10 @@ class _URLRefresher:
         self._urls = {b.id: b.download_url for b in info.batches}
         self._lock = threading.Lock()
         self.refreshes = 0
+
+    def current_url(self, batch: BatchInfo) -> str | None:
+        with self._lock:
+            return self._urls.get(batch.id, batch.download_url)
 
     def fresh_url(self, batch: BatchInfo, stale: str | None) -> str:
         with self._lock:
