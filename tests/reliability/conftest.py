@@ -1,0 +1,72 @@
+"""Shared by the fault-matrix tests: a migrated Airflow DB, quick retry waits, DAG runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: Waits the hook asks for are recorded, then slept at this fraction (the retry logic is under
+#: test, not the wall clock: a 1 s backoff costs 20 ms).
+SLEEP_SCALE = 0.02
+DAGS = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    from airflow.utils import db
+
+    db.resetdb()
+
+
+@pytest.fixture
+def retry_waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    """Every retry wait the hook chose (sync and async), slept at ``SLEEP_SCALE``."""
+    from upstage_provider.hooks import upstage
+
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds * SLEEP_SCALE)
+
+    async def asleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(seconds * SLEEP_SCALE)
+
+    fake_time = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("_")})
+    fake_time.sleep = sleep
+    fake_asyncio = types.SimpleNamespace(
+        **{n: getattr(asyncio, n) for n in dir(asyncio) if not n.startswith("_")}
+    )
+    fake_asyncio.sleep = asleep
+    monkeypatch.setattr(upstage, "time", fake_time)
+    monkeypatch.setattr(upstage, "asyncio", fake_asyncio)
+    return waits
+
+
+def load_dag(file: str, dag_id: str) -> Any:
+    """Parse the DAG file as Airflow does, with the environment the test has set."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(DAGS / file)).get_dag(dag_id)
+    assert dag is not None, f"{dag_id} not found in {file}"
+    return dag
+
+
+@pytest.fixture
+def run_dag(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """``run_dag(dag_id, file=..., **env)``: set the environment, parse, ``dag.test()``."""
+
+    def run(dag_id: str, file: str = "upstage_reliability_dags.py", **env: str) -> Any:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return load_dag(file, dag_id).test()
+
+    return run
