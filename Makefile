@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test lint typecheck demo ocr-agreement emulator clean
+.PHONY: install system-deps test system-test lint typecheck demo ocr-agreement emulator clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: install system-deps
 	$(PY) -m ruff check provider tests benchmarks dags scripts
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+# Real api-server, scheduler, dag-processor and triggerer + PostgreSQL + the emulator on 127.0.0.1.
+system-test: install
+	bash scripts/system-test.sh
 
 lint: install
 	$(PY) -m ruff check provider tests benchmarks dags scripts
