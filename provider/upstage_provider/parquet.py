@@ -53,6 +53,11 @@ WORDS_DIR = "words"
 PAGES_DIR = "pages"
 METADATA_PREFIX = "upstage."
 
+#: A hidden temporary file of the same target untouched for this long was left by a writer that
+#: was killed (SIGKILL, OOM, a lost node): no ``finally`` ran for it. Younger ones may belong to a
+#: run still writing the same document, so they are left alone.
+STALE_TEMP_SECONDS = 300.0
+
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 POINT_TYPE = pa.struct([pa.field("x", pa.float64()), pa.field("y", pa.float64())])
 POLYGON_TYPE = pa.list_(POINT_TYPE)
@@ -389,6 +394,7 @@ class _StagedFile:
                 os.replace(self.temp, self.final)
             else:
                 self.fs.mv(self.temp, self.final)
+        _remove_stale_temps(self.fs, self.folder, self.final.rsplit("/", 1)[-1])
 
     def discard(self) -> None:
         """Best effort: the error that brought us here matters more than one from cleaning up."""
@@ -402,6 +408,40 @@ class _StagedFile:
         with suppress(Exception):
             if self.fs.exists(self.temp):
                 self.fs.rm(self.temp)
+
+
+def _remove_stale_temps(fs: AbstractFileSystem, folder: str, name: str) -> int:
+    """Delete the hidden temporaries of ``name`` that killed writers left; returns how many.
+
+    Only this target's own ``.<name>.tmp-<uuid hex>`` files older than ``STALE_TEMP_SECONDS`` go:
+    other documents' files and a concurrent run's fresh ones are never touched. Best effort: a
+    failure here must not fail a write that has already been published.
+    """
+    pattern = re.compile(re.escape(f".{name}.tmp-") + r"[0-9a-f]{32}")
+    removed = 0
+    try:
+        entries = fs.ls(folder, detail=True)
+    except Exception as exc:
+        log.debug("could not list %s for stale temporary files: %s", folder, exc)
+        return 0
+    now = time.time()
+    for entry in entries:
+        path = str(entry.get("name", ""))
+        if not pattern.fullmatch(path.rsplit("/", 1)[-1]):
+            continue
+        try:
+            modified = fs.modified(path).timestamp()
+            if now - modified < STALE_TEMP_SECONDS:
+                continue
+            fs.rm(path)
+            removed += 1
+        except Exception as exc:
+            log.debug("could not remove stale temporary file %s: %s", path, exc)
+    if removed:
+        log.info(
+            "removed %d stale temporary file(s) of %s left by killed writers", removed, _join(folder, name)
+        )
+    return removed
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath, Variable
@@ -29,6 +30,13 @@ log = logging.getLogger(__name__)
 
 SUBMISSION_PREFIX = "upstage_submission__"
 REQUEST_PREFIX = "upstage_request__"
+#: Ledger value written just before the upload: ``pending@<epoch seconds>``. A worker killed between
+#: the API accepting the upload and the request id reaching the ledger leaves only this behind.
+PENDING_PREFIX = "pending@"
+#: How far an API request's ``requested_at`` may lie from the pending mark and still be ours:
+#: before it by clock skew, after it by the time one upload of up to 50 MB may take.
+PENDING_BEFORE = 120.0
+PENDING_AFTER = 900.0
 
 
 def location(uri: Any) -> Any:
@@ -67,9 +75,31 @@ def submission_key(context: Mapping[str, Any], document_sha256: str) -> str:
     return SUBMISSION_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
-def previous_submission(context: Mapping[str, Any], document_sha256: str) -> str | None:
+def _ledger_entry(context: Mapping[str, Any], document_sha256: str) -> str | None:
     value = Variable.get(submission_key(context, document_sha256), default=None)
     return value if isinstance(value, str) and value else None
+
+
+def previous_submission(context: Mapping[str, Any], document_sha256: str) -> str | None:
+    """The request id an earlier try of this task instance recorded, if it got that far."""
+    value = _ledger_entry(context, document_sha256)
+    return None if value is None or value.startswith(PENDING_PREFIX) else value
+
+
+def pending_since(context: Mapping[str, Any], document_sha256: str) -> float | None:
+    """When an earlier try started an upload whose request id it never recorded (it was killed)."""
+    value = _ledger_entry(context, document_sha256)
+    if value is None or not value.startswith(PENDING_PREFIX):
+        return None
+    try:
+        return float(value[len(PENDING_PREFIX) :])
+    except ValueError:
+        return None
+
+
+def record_pending(context: Mapping[str, Any], document_sha256: str) -> None:
+    """Write ahead: mark the upload as started, so a worker killed mid-submit leaves a trace."""
+    Variable.set(submission_key(context, document_sha256), f"{PENDING_PREFIX}{time.time():.3f}")
 
 
 def record_submission(
@@ -97,10 +127,83 @@ def recorded_document(request_id: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _api_time(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def find_unrecorded_submission(hook: UpstageOCRHook, doc: Document, since: float) -> str | None:
+    """The request a killed try submitted but never recorded, when the API's list pins it down.
+
+    Candidates were requested within ``[since - PENDING_BEFORE, since + PENDING_AFTER]``, did not
+    fail, are not in any task's ledger, and have the document's page count. Only a single
+    candidate is taken: reattaching to another document's request would land the wrong words,
+    which is worse than paying twice, so anything ambiguous (or a list that cannot be read) means
+    submitting anew.
+    """
+    try:
+        listed = hook.list_requests()
+    except Exception as exc:
+        log.warning("Could not list Upstage requests to find an unrecorded submission (%s)", exc)
+        return None
+    candidates: list[str] = []
+    for entry in listed:
+        request_id, requested = entry.get("id"), _api_time(entry.get("requested_at"))
+        if not isinstance(request_id, str) or requested is None:
+            continue
+        if not since - PENDING_BEFORE <= requested <= since + PENDING_AFTER:
+            continue
+        if str(entry.get("status", "")).lower() == RequestState.FAILED.value:
+            continue
+        if recorded_document(request_id) is not None:  # another task's (or try's) request
+            continue
+        try:
+            info = hook.get_request(request_id)
+        except Exception as exc:  # gone or unreadable: not one we can reattach to
+            log.info("Upstage request %s cannot be read (%s); not a candidate", request_id, exc)
+            continue
+        if info.status is RequestState.FAILED:
+            continue
+        if doc.page_count is not None and info.total_pages not in (None, doc.page_count):
+            continue
+        candidates.append(request_id)
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        log.warning(
+            "%d unrecorded Upstage requests could be the one a killed try submitted (%s); not guessing",
+            len(candidates),
+            ", ".join(candidates),
+        )
+    return None
+
+
 def submit_once(
     hook: UpstageOCRHook, context: Mapping[str, Any], doc: Document, uri: str, model: str
 ) -> tuple[str, bool]:
-    """Submit ``doc`` unless this task instance already did; returns (request id, reattached)."""
+    """Submit ``doc`` unless this task instance already did; returns (request id, reattached).
+
+    The ledger is written ahead: ``pending@<time>`` before the upload, the request id after it. A
+    try killed in between leaves only the mark; the retry then looks the request up in the API's
+    list (see :func:`find_unrecorded_submission`) before paying for the document again.
+    """
+    since = pending_since(context, doc.sha256)
+    if since is not None:
+        found = find_unrecorded_submission(hook, doc, since)
+        if found is not None:
+            log.info(
+                "Reattaching to Upstage request %s for %s: an earlier try submitted it but was stopped "
+                "before recording it; not submitting again",
+                found,
+                uri,
+            )
+            record_submission(context, doc, uri, found, model)
+            return found, True
+        log.warning("An earlier try may have submitted %s; no unrecorded request matches it, submitting", uri)
     earlier = previous_submission(context, doc.sha256)
     if earlier is not None:
         try:
@@ -124,6 +227,7 @@ def submit_once(
                 uri,
                 info.failure_message or "no reason given",
             )
+    record_pending(context, doc.sha256)
     request_id = hook.submit(doc, model=model)
     record_submission(context, doc, uri, request_id, model)
     return request_id, False
