@@ -22,8 +22,7 @@ from typing import Any
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="upstage-bench-airflow-"))
 
-from airflow.sdk.exceptions import TaskDeferred
-
+from upstage_provider.compat import TaskDeferred
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import EmulatorConfig, FaultConfig
 from upstage_provider.emulator.server import EmulatorServer

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath, Variable
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from upstage_provider.compat import AirflowException, AirflowFailException
 from upstage_provider.documents import Document, load_document
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook

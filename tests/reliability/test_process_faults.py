@@ -24,11 +24,11 @@ from typing import Any
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from cryptography.fernet import Fernet
 
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from upstage_provider import runtime
+from upstage_provider.compat import AirflowException, AirflowFailException
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer

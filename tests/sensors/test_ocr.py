@@ -10,9 +10,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
 from tests.emulator_fixtures import pdf_bytes as make_pdf
+from upstage_provider.compat import AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer

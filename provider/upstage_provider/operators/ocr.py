@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk import BaseOperator
 
+from upstage_provider.compat import AirflowException, AirflowFailException, conf
 from upstage_provider.documents import MAX_SYNC_PAGES, Document, validate_document
 from upstage_provider.exceptions import DocumentError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook

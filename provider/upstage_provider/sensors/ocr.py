@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from upstage_provider.compat import AirflowSensorTimeout, conf
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.parquet import DocumentMeta
