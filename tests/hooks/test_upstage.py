@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -457,18 +458,31 @@ async def test_aget_request_reads_status_without_blocking(
     server = make_emulator(faults=FaultConfig(rate_429=0.5, retry_after=0.0, seed=3))
     hook = UpstageOCRHook(connect(server.url), max_retries=10, **FAST)
     request_id = hook.submit(load_document(make_pdf(5), name="x.pdf"))
-    try:
-        for _ in range(200):
-            info = await hook.aget_request(request_id)
-            if info.is_terminal:
-                break
-        assert info.status is RequestState.COMPLETED
-        assert info.total_pages == 5
-        with pytest.raises(UpstageRequestError) as err:
-            await hook.aget_request("00000000-0000-0000-0000-000000000000")
-        assert err.value.status_code == 404
-    finally:
-        await hook.aclose()
+    for _ in range(200):
+        info = await hook.aget_request(request_id)
+        if info.is_terminal:
+            break
+    assert info.status is RequestState.COMPLETED
+    assert info.total_pages == 5
+    with pytest.raises(UpstageRequestError) as err:
+        await hook.aget_request("00000000-0000-0000-0000-000000000000")
+    assert err.value.status_code == 404
+
+
+async def test_hooks_in_one_event_loop_share_one_http_client(
+    emulator: EmulatorServer, connect: Callable[..., str]
+) -> None:
+    from upstage_provider.hooks import upstage
+
+    conn_id = connect(emulator.url)
+    request_id = UpstageOCRHook(conn_id).submit(load_document(make_pdf(1), name="x.pdf"))
+    hooks = [UpstageOCRHook(conn_id) for _ in range(5)]
+    await asyncio.gather(*(h.aget_request(request_id) for h in hooks))
+    loop = asyncio.get_running_loop()
+    client = upstage._LOOP_CLIENTS[loop]
+    await asyncio.gather(*(h.aget_request(request_id) for h in hooks))
+    assert upstage._LOOP_CLIENTS[loop] is client  # one client, its connection pool reused
+    assert len([c for lp, c in upstage._LOOP_CLIENTS.items() if lp is loop]) == 1
 
 
 def test_the_key_never_appears_in_logs_or_errors(

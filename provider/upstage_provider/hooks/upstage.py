@@ -15,6 +15,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -161,7 +162,6 @@ class UpstageOCRHook(BaseHook):
         self._backoff_max = backoff_max
         self._download_concurrency = download_concurrency
         self._conn: Connection | None = None
-        self._async_client: httpx.AsyncClient | None = None
         self._masked: str | None = None
 
     # --- connection -----------------------------------------------------------------------------
@@ -190,7 +190,7 @@ class UpstageOCRHook(BaseHook):
             host = f"{host.rstrip('/')}:{conn.port}"
         return host.rstrip("/")
 
-    def _api_key(self, conn: Connection) -> str:
+    def _key_of(self, conn: Connection) -> str:
         key = (conn.password or "").strip() or os.environ.get(API_KEY_ENV, "").strip()
         if not key:
             raise UpstageAuthError(
@@ -198,8 +198,19 @@ class UpstageOCRHook(BaseHook):
                 f"(type upstage) or the {API_KEY_ENV} environment variable",
                 status_code=None,
             )
-        if key != self._masked:
+        return key
+
+    def _api_key(self, conn: Connection) -> str:
+        key = self._key_of(conn)
+        if key != self._masked:  # the env fallback is not masked by Airflow on its own
             _mask(key)
+            self._masked = key
+        return key
+
+    async def _aapi_key(self, conn: Connection) -> str:
+        key = self._key_of(conn)
+        if key != self._masked:
+            await _amask(key)
             self._masked = key
         return key
 
@@ -514,9 +525,9 @@ class UpstageOCRHook(BaseHook):
         """:meth:`get_request` for the triggerer's event loop: never blocks it."""
         conn = await self._aconnection()
         retry = self._retry(conn)
-        client = self._get_async_client()
+        client = _loop_client()
         url = f"{self._base_url(conn)}{REQUESTS_PATH}/{_checked_id(request_id)}"
-        headers = {"Authorization": f"Bearer {self._api_key(conn)}"}
+        headers = {"Authorization": f"Bearer {await self._aapi_key(conn)}"}
         import httpx
 
         error: UpstageAPIError
@@ -558,18 +569,6 @@ class UpstageOCRHook(BaseHook):
         import httpx
 
         return httpx.Timeout(self._read_timeout(conn), connect=DEFAULT_CONNECT_TIMEOUT)
-
-    def _get_async_client(self) -> httpx.AsyncClient:
-        import httpx
-
-        if self._async_client is None or self._async_client.is_closed:
-            self._async_client = httpx.AsyncClient(headers={"User-Agent": _user_agent()})
-        return self._async_client
-
-    async def aclose(self) -> None:
-        if self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
 
     # --- helpers ----------------------------------------------------------------------------------------
 
@@ -731,6 +730,37 @@ def _mask(secret: str) -> None:
     except ImportError:  # pragma: no cover - older task SDKs
         return
     mask_secret(secret)
+
+
+async def _amask(secret: str) -> None:
+    """Masking from the triggerer's loop must not block it on a synchronous supervisor call."""
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # pragma: no cover - Airflow 3.1
+        _mask(secret)
+        return
+    await amask_secret(secret)
+
+
+# One HTTP client per event loop, shared by every hook in it: a triggerer with hundreds of waiting
+# triggers reuses connections, and the TLS context (slow to build, blocking) is built once.
+_LOOP_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_client() -> httpx.AsyncClient:
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    client = _LOOP_CLIENTS.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            headers={"User-Agent": _user_agent()},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+        _LOOP_CLIENTS[loop] = client
+    return client
 
 
 def _user_agent() -> str:

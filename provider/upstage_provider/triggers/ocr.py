@@ -59,11 +59,7 @@ class UpstageOCRTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = UpstageOCRHook(self.conn_id)
-        try:
-            yield TriggerEvent(await self._wait(hook))
-        finally:
-            await hook.aclose()
+        yield TriggerEvent(await self._wait(UpstageOCRHook(self.conn_id)))
 
     async def _wait(self, hook: UpstageOCRHook) -> dict[str, Any]:
         last_progress = ""
