@@ -737,13 +737,9 @@ def test_server_stops_with_work_under_way(make_pdf: Callable[..., bytes]) -> Non
 
 
 def test_real_engine_reads_a_sample(make_emulator: Start, samples_dir: Path) -> None:
-    pytest.importorskip("tesserocr")
     from upstage_provider.emulator.engine import TesseractEngine
 
-    try:
-        engine = TesseractEngine(languages="eng")
-    except ValueError as exc:  # no traineddata on this machine
-        pytest.skip(str(exc))
+    engine = TesseractEngine(languages="eng")
     server = make_emulator(engine=engine)
     response = post(server, (samples_dir / "check_box.png").read_bytes(), name="check_box.png")
     assert response.status_code == 200, response.text
