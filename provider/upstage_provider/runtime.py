@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath, Variable
@@ -24,7 +24,7 @@ from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.models import OCRResult
 from upstage_provider.parquet import DocumentMeta, WriteSummary, write_ocr_parquet
 from upstage_provider.status import RequestInfo, RequestState
-from upstage_provider.triggers.ocr import FAILED, SUCCESS, TIMEOUT
+from upstage_provider.triggers.ocr import FAILED, SUCCESS, TIMEOUT, UpstageOCRTrigger
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +231,22 @@ def submit_once(
     request_id = hook.submit(doc, model=model)
     record_submission(context, doc, uri, request_id, model)
     return request_id, False
+
+
+# --- waiting -----------------------------------------------------------------------------------
+
+# The deferral's own timeout is only a backstop behind the trigger's deadline event.
+DEFER_TIMEOUT_MARGIN = 300.0
+
+
+def waiting_trigger(
+    request_id: str, conn_id: str, poll_interval: float, timeout: float
+) -> tuple[UpstageOCRTrigger, timedelta]:
+    """The trigger to defer to, with an absolute deadline, and the deferral's backstop timeout."""
+    trigger = UpstageOCRTrigger(
+        request_id=request_id, conn_id=conn_id, poll_interval=poll_interval, deadline=time.time() + timeout
+    )
+    return trigger, timedelta(seconds=timeout + DEFER_TIMEOUT_MARGIN)
 
 
 # --- outcomes ----------------------------------------------------------------------------------

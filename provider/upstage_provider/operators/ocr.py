@@ -21,9 +21,9 @@ from upstage_provider.runtime import (
     raise_for_event,
     read_document,
     submit_once,
+    waiting_trigger,
 )
 from upstage_provider.status import RequestInfo
-from upstage_provider.triggers.ocr import UpstageOCRTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -152,23 +152,18 @@ class UpstageOCROperator(BaseOperator):
     def _wait_and_land(
         self, hook: UpstageOCRHook, context: Context, request_id: str, doc: Document
     ) -> dict[str, Any] | None:
-        deadline = time.time() + self.timeout
+        trigger, backstop = waiting_trigger(request_id, self.conn_id, self.poll_interval, self.timeout)
         info = hook.get_request(request_id)
         if self.deferrable and not info.is_terminal:
             self.log.info("Upstage request %s: %s; deferring to the triggerer", request_id, info.progress())
             self.defer(
-                trigger=UpstageOCRTrigger(
-                    request_id=request_id,
-                    conn_id=self.conn_id,
-                    poll_interval=self.poll_interval,
-                    deadline=deadline,
-                ),
+                trigger=trigger,
                 method_name="execute_complete",
                 kwargs={"document_sha256": doc.sha256},
-                timeout=timedelta(seconds=self.timeout + 300),
+                timeout=backstop,
             )
         while not info.is_terminal:
-            if time.time() > deadline:
+            if trigger.deadline is not None and time.time() > trigger.deadline:
                 raise AirflowException(f"Upstage request {request_id} did not finish in {self.timeout:.0f} s")
             self.log.info("Upstage request %s: %s", request_id, info.progress())
             time.sleep(self.poll_interval)

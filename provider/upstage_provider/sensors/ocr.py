@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,15 +18,12 @@ from upstage_provider.runtime import (
     raise_for_event,
     read_document,
     recorded_document,
+    waiting_trigger,
 )
 from upstage_provider.status import RequestInfo
-from upstage_provider.triggers.ocr import UpstageOCRTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-# The deferral's own timeout is a backstop behind the trigger's deadline event.
-DEFER_TIMEOUT_MARGIN = 300.0
 
 
 class UpstageOCRSensor(BaseSensorOperator):
@@ -36,8 +32,9 @@ class UpstageOCRSensor(BaseSensorOperator):
 
     Writes ``<output_uri>/words/<doc>.parquet`` and ``<output_uri>/pages/<doc>.parquet`` and
     returns ``{"request_id", "words_uri", "pages_uri", "pages", "words"}``. Deferrable, it waits
-    in the triggerer through :class:`UpstageOCRTrigger`; otherwise it pokes (``mode="reschedule"``
-    frees the slot between pokes). A failed request or batch fails the task without retries.
+    in the triggerer through :class:`~upstage_provider.triggers.ocr.UpstageOCRTrigger`; otherwise
+    it pokes (``mode="reschedule"`` frees the slot between pokes). A failed request or batch fails
+    the task without retries.
 
     :param request_id: the request to wait for (usually ``UpstageOCRSubmitOperator``'s output).
     :param output_uri: folder (local path or object-storage URI) that receives the Parquet.
@@ -71,39 +68,38 @@ class UpstageOCRSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
 
-    @property
-    def hook(self) -> UpstageOCRHook:
-        return UpstageOCRHook(self.conn_id)
-
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        deadline = time.time() + self.timeout
-        info = self._status(self.hook)
-        if info.is_terminal:
-            return self._finish(context, info)
+        trigger, backstop = waiting_trigger(self.request_id, self.conn_id, self.poll_interval, self.timeout)
+        hook = UpstageOCRHook(self.conn_id)
+        try:
+            info = self._status(hook)
+            if info.is_terminal:
+                return self._land(context, hook, info)
+        finally:
+            hook.close()
         self.log.info("Upstage request %s: %s; deferring to the triggerer", self.request_id, info.progress())
-        self.defer(
-            trigger=UpstageOCRTrigger(
-                request_id=self.request_id,
-                conn_id=self.conn_id,
-                poll_interval=self.poll_interval,
-                deadline=deadline,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + DEFER_TIMEOUT_MARGIN),
-        )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=backstop)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        info = self._status(self.hook)
-        self.log.info("Upstage request %s: %s", self.request_id, info.progress())
-        if not info.is_terminal:
-            return False
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, info))
+        hook = UpstageOCRHook(self.conn_id)
+        try:
+            info = self._status(hook)
+            self.log.info("Upstage request %s: %s", self.request_id, info.progress())
+            if not info.is_terminal:
+                return False
+            return PokeReturnValue(is_done=True, xcom_value=self._land(context, hook, info))
+        finally:
+            hook.close()
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         raise_for_event(event, timeout_error=AirflowSensorTimeout)
-        return self._finish(context, None)
+        hook = UpstageOCRHook(self.conn_id)
+        try:
+            return self._land(context, hook, None)
+        finally:
+            hook.close()
 
     def _status(self, hook: UpstageOCRHook) -> RequestInfo:
         try:
@@ -111,20 +107,16 @@ class UpstageOCRSensor(BaseSensorOperator):
         except UpstageError as exc:
             raise airflow_error(exc) from None
 
-    def _finish(self, context: Context, info: RequestInfo | None) -> dict[str, Any]:
-        hook = self.hook
-        try:
-            return land_request(
-                hook,
-                self.request_id,
-                info,
-                output_uri=self.output_uri,
-                meta=self._meta(),
-                context=context,
-                outlets=self.outlets,
-            )
-        finally:
-            hook.close()
+    def _land(self, context: Context, hook: UpstageOCRHook, info: RequestInfo | None) -> dict[str, Any]:
+        return land_request(
+            hook,
+            self.request_id,
+            info,
+            output_uri=self.output_uri,
+            meta=self._meta(),
+            context=context,
+            outlets=self.outlets,
+        )
 
     def _meta(self) -> DocumentMeta:
         if self.document:
