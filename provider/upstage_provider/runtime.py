@@ -62,10 +62,6 @@ def read_document(uri: Any) -> Document:
     return load_document(location(uri))
 
 
-def document_uri(uri: Any) -> str:
-    return str(uri)
-
-
 # --- the submission ledger ---------------------------------------------------------------------
 
 

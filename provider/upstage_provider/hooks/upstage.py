@@ -117,12 +117,6 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _path_of(url: str) -> str:
-    """A URL without its query string: pre-signed URLs carry credentials there."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
 class UpstageOCRHook(BaseHook):
     """
     Talk to the Upstage OCR API through an ``upstage`` connection.
@@ -551,7 +545,7 @@ class UpstageOCRHook(BaseHook):
                         ) from None
                     return RequestInfo.from_api(body)
                 error = _error_from(
-                    response.status_code, _httpx_json(response), response.text, "status", True
+                    response.status_code, _json_or_none(response), response.text, "status", True
                 )
                 if not isinstance(error, (UpstageRateLimitError, UpstageServerError)):
                     raise error
@@ -679,14 +673,7 @@ def _never_sent(exc: Exception) -> bool:
     return False
 
 
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _httpx_json(response: httpx.Response) -> Any:
+def _json_or_none(response: requests.Response | httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
