@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import sys
@@ -26,22 +25,11 @@ from upstage_provider.compat import TaskDeferred
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import EmulatorConfig, FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
-from upstage_provider.emulator.synthetic import SyntheticEngine
+from upstage_provider.emulator.synthetic import SyntheticEngine, blank_pdf
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.sensors.ocr import UpstageOCRSensor
 
 KEY = "bench-key-0000"
-
-
-def blank_pdf(pages: int) -> bytes:
-    import pypdfium2 as pdfium
-
-    pdf = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        pdf.new_page(612, 792)
-    buf = io.BytesIO()
-    pdf.save(buf)
-    return buf.getvalue()
 
 
 def main() -> int:
@@ -86,7 +74,9 @@ def main() -> int:
         execute_s = time.perf_counter() - t0
 
         async def wait() -> dict[str, Any]:
-            return next(e async for e in trigger.run()).payload
+            async for event in trigger.run():
+                return event.payload
+            raise RuntimeError("the trigger ended without an event")
 
         event = asyncio.run(wait())
         t1 = time.perf_counter()

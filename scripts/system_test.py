@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
 import os
 import secrets
@@ -296,7 +295,8 @@ def airflow_env(ctx: Context) -> dict[str, str]:
 
 def prepare_inbox(inbox: Path) -> dict[str, int]:
     """Generated PDFs of 10-30 pages plus two samples; returns name -> expected page count."""
-    import pypdfium2 as pdfium
+    from upstage_provider.documents import load_document
+    from upstage_provider.emulator.synthetic import blank_pdf
 
     inbox.mkdir(parents=True)
     expected: dict[str, int] = {}
@@ -310,27 +310,9 @@ def prepare_inbox(inbox: Path) -> dict[str, int]:
             print(f"note: sample {source} not found; skipped")
             continue
         shutil.copy(source, inbox / name)
-        if source.suffix.lower() == ".pdf":
-            doc = pdfium.PdfDocument(str(source))
-            expected[name] = len(doc)
-            doc.close()
-        else:
-            expected[name] = 1
+        expected[name] = load_document(source).page_count or 1
     print(f"inbox: {len(expected)} documents, {sum(expected.values())} pages in {inbox}")
     return expected
-
-
-def blank_pdf(pages: int) -> bytes:
-    """A US-letter PDF written with pypdfium2; the synthetic OCR engine only counts its pages."""
-    import pypdfium2 as pdfium
-
-    pdf = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        pdf.new_page(612, 792)
-    buf = io.BytesIO()
-    pdf.save(buf)
-    pdf.close()
-    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,35 +13,23 @@ Load it from ``tests/conftest.py`` with ``pytest_plugins = ["tests.emulator_fixt
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pypdfium2 as pdfium
 import pytest
 
 from upstage_provider.emulator.config import EmulatorConfig, FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
-from upstage_provider.emulator.synthetic import SyntheticEngine
+from upstage_provider.emulator.synthetic import SyntheticEngine, blank_pdf
+
+#: A PDF with ``pages`` blank pages of ``size`` points.
+pdf_bytes = blank_pdf
 
 #: One key for the whole suite (the hook tests' conftest uses the same one).
 API_KEY = "up_test_SECRET_9f3c2a71"
 #: Few words per page keep responses small and tests fast; the layout is the same at any count.
 WORDS_PER_PAGE = 40
-
-
-def pdf_bytes(pages: int, size: tuple[float, float] = (612, 792)) -> bytes:
-    """A PDF with ``pages`` blank pages of ``size`` points."""
-    pdf = pdfium.PdfDocument.new()
-    try:
-        for _ in range(pages):
-            pdf.new_page(*size)
-        buf = io.BytesIO()
-        pdf.save(buf)
-    finally:
-        pdf.close()
-    return buf.getvalue()
 
 
 @pytest.fixture

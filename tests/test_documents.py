@@ -34,6 +34,7 @@ from upstage_provider.documents import (
     prepare_document,
     validate_document,
 )
+from upstage_provider.emulator.synthetic import blank_pdf as pdf_bytes
 from upstage_provider.exceptions import (
     CorruptDocumentError,
     DocumentError,
@@ -66,18 +67,6 @@ def heif_bytes(size: tuple[int, int], fmt: str = "HEIF") -> bytes:
 
     pillow_heif.register_heif_opener()
     return pillow_bytes(fmt, size)
-
-
-def pdf_bytes(pages: int = 1, size: tuple[float, float] = (612, 792)) -> bytes:
-    import pypdfium2 as pdfium
-
-    pdf = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        pdf.new_page(*size)
-    buf = io.BytesIO()
-    pdf.save(buf)
-    pdf.close()
-    return buf.getvalue()
 
 
 def png_header_only(width: int, height: int) -> bytes:

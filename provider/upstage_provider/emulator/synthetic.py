@@ -177,3 +177,23 @@ def _word(rng: random.Random) -> str:
     if rng.random() < 0.15:
         return str(rng.randint(1, 9999))
     return rng.choice(_VOCABULARY)
+
+
+def blank_pdf(pages: int = 1, size: tuple[float, float] = (612, 792)) -> bytes:
+    """A PDF of ``pages`` blank pages of ``size`` points: all the synthetic engine needs to answer.
+
+    Tests, benchmarks and the system test build their load from it; it holds the process-wide
+    pdfium lock because an in-process emulator may be using pdfium on another thread.
+    """
+    import pypdfium2 as pdfium
+
+    with PDFIUM_LOCK:
+        pdf = pdfium.PdfDocument.new()
+        try:
+            for _ in range(pages):
+                pdf.new_page(*size)
+            buf = io.BytesIO()
+            pdf.save(buf)
+        finally:
+            pdf.close()
+    return buf.getvalue()
