@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow.sdk import ObjectStoragePath, Variable
 
+from upstage_provider.columnar import OCRBatch
 from upstage_provider.compat import AirflowException, AirflowFailException
 from upstage_provider.documents import Document, load_document
 from upstage_provider.exceptions import UpstageError
@@ -289,7 +290,7 @@ def land_request(
         raise AirflowFailException(str(failure))
     try:
         return land(
-            hook.iter_batches(request_id, info=info),
+            hook.iter_arrow_batches(request_id, info=info),
             output_uri=output_uri,
             meta=meta,
             context=context,
@@ -300,7 +301,7 @@ def land_request(
 
 
 def land(
-    results: Iterable[OCRResult],
+    results: Iterable[OCRResult | OCRBatch],
     *,
     output_uri: Any,
     meta: DocumentMeta,
