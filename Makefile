@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test system-test lint typecheck demo ocr-agreement emulator clean
+.PHONY: install system-deps test system-test lint typecheck demo bench ocr-agreement emulator clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ typecheck: install
 
 demo: install
 	$(PY) scripts/demo.py
+
+# Not part of make test (a smoke run of it is): writes docs/performance.md and
+# docs/performance/*.png. `$(PY) benchmarks/run.py NAME` re-runs one benchmark.
+bench: install system-deps
+	$(PY) benchmarks/run.py
 
 ocr-agreement: install
 	$(PY) benchmarks/ocr_agreement.py

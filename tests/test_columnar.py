@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,38 @@ def test_a_box_within_tolerance_is_clamped_on_the_fast_path(samples_dir: Path) -
     assert batch is not None
     assert batch.fast
     assert batch.words.column("right")[0].as_py() == 1.0
+
+
+def test_parquet_files_equal_those_of_the_reference_conversion(samples_dir: Path, tmp_path: Path) -> None:
+    """What lands on disk is the same, metadata included, whichever parser read the batches."""
+    import pyarrow.parquet as pq
+
+    from upstage_provider.parquet import DocumentMeta, write_ocr_parquet
+
+    stamp = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    meta = DocumentMeta(document_uri="s3://bucket/in/doc.pdf", document_sha256="a" * 64, request_id="r1")
+    blobs = [(samples_dir / f"{name}.ocr.json").read_bytes() for name in SAMPLES]
+    spans = []
+    first = 1
+    for data in blobs:
+        pages = len(json.loads(data)["pages"])
+        spans.append((data, first, first + pages - 1))
+        first += pages
+    fast = write_ocr_parquet(
+        [parse_ocr_batch(d, start_page=a, end_page=b) for d, a, b in spans],
+        output_uri=str(tmp_path / "fast"),
+        meta=meta,
+        processed_at=stamp,
+    )
+    slow = write_ocr_parquet(
+        [parse_ocr_response(d, start_page=a, end_page=b) for d, a, b in spans],
+        output_uri=str(tmp_path / "slow"),
+        meta=meta,
+        processed_at=stamp,
+    )
+    assert fast.words == slow.words > 0
+    for kind in ("words_uri", "pages_uri"):
+        got = pq.read_table(getattr(fast, kind).removeprefix("file://"))
+        want = pq.read_table(getattr(slow, kind).removeprefix("file://"))
+        assert got.equals(want, check_metadata=True), kind
+        assert got.num_rows > 0
