@@ -11,7 +11,6 @@ adds 50 ms to each download, as a distant object store would.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,23 +32,6 @@ class Sizes:
 
 FULL = Sizes(pages=1000, repeat_baseline=3, repeat_ours=7)
 QUICK = Sizes(pages=30, repeat_baseline=2, repeat_ours=2)
-
-
-def submit_and_wait(pages: int) -> str:
-    from upstage_provider.documents import load_document
-    from upstage_provider.emulator.synthetic import blank_pdf
-    from upstage_provider.hooks.upstage import UpstageOCRHook
-
-    hook = UpstageOCRHook(common.CONN_ID)
-    try:
-        request_id = hook.submit(load_document(blank_pdf(pages), name=f"bench-{pages}.pdf"))
-        while not (info := hook.get_request(request_id)).status.is_terminal:
-            time.sleep(0.2)
-        if info.failure() is not None:
-            raise RuntimeError(f"the emulator failed the request: {info.failure()}")
-        return request_id
-    finally:
-        hook.close()
 
 
 def baseline(url: str, request_id: str) -> int:
@@ -88,7 +70,7 @@ def main() -> int:
     with common.emulator_process(
         workers=2, latency_per_request=DOWNLOAD_LATENCY, fault_endpoints=("download",)
     ) as url:
-        request_id = submit_and_wait(sizes.pages)
+        request_id = common.submit_and_wait(sizes.pages)
         batches = -(-sizes.pages // 10)
         common.log(f"{sizes.pages} pages ({batches} batches) ready; timing the baseline loop")
         checks = {"baseline": baseline(url, request_id), "ours": ours(request_id)}

@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,39 +84,8 @@ def naive(request_id: str, out: str) -> None:
     results = [requests.get(batch["download_url"], timeout=60).json() for batch in status["batches"]]
     rows = []
     for batch, result in zip(status["batches"], results, strict=True):
-        for page_number, page in enumerate(result["pages"], start=batch["start_page"]):
-            for word in page["words"]:
-                vertices = word["boundingBox"]["vertices"]
-                xs = [v["x"] for v in vertices]
-                ys = [v["y"] for v in vertices]
-                rows.append(
-                    {
-                        "page": page_number,
-                        "text": word["text"],
-                        "confidence": word["confidence"],
-                        "left": min(xs),
-                        "top": min(ys),
-                        "right": max(xs),
-                        "bottom": max(ys),
-                        "polygon": vertices,
-                    }
-                )
+        rows.extend(common.word_rows(result, first_page=batch["start_page"]))
     pd.DataFrame(rows).to_parquet(Path(out) / "words.parquet")
-
-
-def submit_and_wait(pages: int) -> str:
-    from upstage_provider.documents import load_document
-    from upstage_provider.emulator.synthetic import blank_pdf
-    from upstage_provider.hooks.upstage import UpstageOCRHook
-
-    hook = UpstageOCRHook(common.CONN_ID)
-    try:
-        request_id = hook.submit(load_document(blank_pdf(pages), name=f"bench-{pages}.pdf"))
-        while not hook.get_request(request_id).status.is_terminal:
-            time.sleep(0.2)
-        return request_id
-    finally:
-        hook.close()
 
 
 def peak(mode: str, request_id: str) -> tuple[int, int]:
@@ -166,7 +134,7 @@ def main() -> int:
     curves: dict[str, dict[int, float]] = {"ours": {}, "naive": {}}
     imported: dict[str, dict[int, float]] = {"ours": {}, "naive": {}}
     with common.emulator_process(workers=2):
-        requests_by_size = {pages: submit_and_wait(pages) for pages in sizes.pages}
+        requests_by_size = {pages: common.submit_and_wait(pages) for pages in sizes.pages}
         for pages, request_id in requests_by_size.items():
             for mode in ("ours", "naive"):
                 runs = [peak(mode, request_id) for _ in range(sizes.repeat)]

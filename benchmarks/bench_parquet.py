@@ -70,25 +70,7 @@ def baseline_a(paths: list[Path], out: Path) -> None:
 
     rows = []
     for index, path in enumerate(paths):
-        first, _ = page_range(index)
-        data = json.loads(path.read_bytes())
-        for page_number, page in enumerate(data["pages"], start=first):
-            for word in page["words"]:
-                vertices = word["boundingBox"]["vertices"]
-                xs = [v["x"] for v in vertices]
-                ys = [v["y"] for v in vertices]
-                rows.append(
-                    {
-                        "page": page_number,
-                        "text": word["text"],
-                        "confidence": word["confidence"],
-                        "left": min(xs),
-                        "top": min(ys),
-                        "right": max(xs),
-                        "bottom": max(ys),
-                        "polygon": vertices,
-                    }
-                )
+        rows.extend(common.word_rows(json.loads(path.read_bytes()), first_page=page_range(index)[0]))
     pd.DataFrame(rows).to_parquet(out / "words.parquet")
 
 

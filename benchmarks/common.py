@@ -153,5 +153,42 @@ def emulator_stats(url: str) -> dict[str, Any]:
     return stats
 
 
+def word_rows(result: dict[str, Any], first_page: int) -> Iterator[dict[str, Any]]:
+    """The per-word dicts a user writes by hand from one parsed response (the pandas baselines)."""
+    for page_number, page in enumerate(result["pages"], start=first_page):
+        for word in page["words"]:
+            vertices = word["boundingBox"]["vertices"]
+            xs = [v["x"] for v in vertices]
+            ys = [v["y"] for v in vertices]
+            yield {
+                "page": page_number,
+                "text": word["text"],
+                "confidence": word["confidence"],
+                "left": min(xs),
+                "top": min(ys),
+                "right": max(xs),
+                "bottom": max(ys),
+                "polygon": vertices,
+            }
+
+
+def submit_and_wait(pages: int) -> str:
+    """Submit a blank ``pages``-page PDF to the benchmark connection and wait until it is done."""
+    from upstage_provider.documents import load_document
+    from upstage_provider.emulator.synthetic import blank_pdf
+    from upstage_provider.hooks.upstage import UpstageOCRHook
+
+    hook = UpstageOCRHook(CONN_ID)
+    try:
+        request_id = hook.submit(load_document(blank_pdf(pages), name=f"bench-{pages}.pdf"))
+        while not (info := hook.get_request(request_id)).status.is_terminal:
+            time.sleep(0.2)
+        if info.failure() is not None:
+            raise RuntimeError(f"the emulator failed the request: {info.failure()}")
+        return request_id
+    finally:
+        hook.close()
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)

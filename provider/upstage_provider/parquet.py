@@ -31,7 +31,7 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from upstage_provider import __version__
-from upstage_provider.columnar import POLYGON_TYPE, OCRBatch, from_result
+from upstage_provider.columnar import PAGE_COLUMNS, POLYGON_TYPE, WORD_COLUMNS, OCRBatch, from_result
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.models import OCRResult
 
@@ -62,43 +62,22 @@ STALE_TEMP_SECONDS = 300.0
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
-def _document_fields() -> list[pa.Field]:
-    """Columns every row carries, so one file (or a whole lake) can be read without joins."""
-    return [
-        pa.field("document_uri", pa.string(), nullable=False),
-        pa.field("document_sha256", pa.string(), nullable=False),
-        pa.field("request_id", pa.string()),
-        pa.field("model_version", pa.string()),
-        pa.field("page", pa.int32(), nullable=False),
-    ]
+def _schema(columns: pa.Schema) -> pa.Schema:
+    """The response's columns with the document's around them, so a lake reads without joins."""
+    return pa.schema(
+        [
+            pa.field("document_uri", pa.string(), nullable=False),
+            pa.field("document_sha256", pa.string(), nullable=False),
+            pa.field("request_id", pa.string()),
+            pa.field("model_version", pa.string()),
+            *columns,
+            pa.field("processed_at", _TIMESTAMP, nullable=False),
+        ]
+    )
 
 
-WORDS_SCHEMA: pa.Schema = pa.schema(
-    [
-        *_document_fields(),
-        pa.field("word_id", pa.int64(), nullable=False),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("confidence", pa.float64()),
-        pa.field("left", pa.float64(), nullable=False),
-        pa.field("top", pa.float64(), nullable=False),
-        pa.field("right", pa.float64(), nullable=False),
-        pa.field("bottom", pa.float64(), nullable=False),
-        pa.field("polygon", POLYGON_TYPE, nullable=False),
-        pa.field("processed_at", _TIMESTAMP, nullable=False),
-    ]
-)
-
-PAGES_SCHEMA: pa.Schema = pa.schema(
-    [
-        *_document_fields(),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("confidence", pa.float64()),
-        pa.field("word_count", pa.int32(), nullable=False),
-        pa.field("processed_at", _TIMESTAMP, nullable=False),
-    ]
-)
+WORDS_SCHEMA: pa.Schema = _schema(WORD_COLUMNS)
+PAGES_SCHEMA: pa.Schema = _schema(PAGE_COLUMNS)
 
 
 class ParquetWriteError(UpstageError):
