@@ -485,6 +485,59 @@ async def test_hooks_in_one_event_loop_share_one_http_client(
     assert len([c for lp, c in upstage._LOOP_CLIENTS.items() if lp is loop]) == 1
 
 
+class _CountsInFlight(BaseHTTPRequestHandler):
+    """Answers status calls slowly, remembering how many were in flight at once."""
+
+    lock = threading.Lock()
+    in_flight = 0
+    most = 0
+    served = 0
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        with cls.lock:
+            cls.in_flight += 1
+            cls.most = max(cls.most, cls.in_flight)
+        time.sleep(0.05)
+        with cls.lock:
+            cls.in_flight -= 1
+            cls.served += 1
+        body = json.dumps(
+            {"id": self.path.rsplit("/", 1)[-1], "status": "started", "total_pages": 1, "batches": []}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_status_calls_in_flight_per_event_loop_are_bounded(
+    connect: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thousand triggers resuming at once must not queue a thousand calls in the HTTP pool."""
+    from upstage_provider.hooks import upstage
+
+    monkeypatch.setattr(upstage, "MAX_STATUS_CALLS_PER_LOOP", 4)
+    handler = type("Handler", (_CountsInFlight,), {"lock": threading.Lock()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        conn_id = connect(f"http://127.0.0.1:{server.server_address[1]}")
+        ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(24)]
+        infos = await asyncio.gather(*(UpstageOCRHook(conn_id).aget_request(i) for i in ids))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [info.id for info in infos] == ids
+    assert handler.served == 24
+    assert handler.most == 4  # the limit, reached and never passed
+
+
 def test_the_key_never_appears_in_logs_or_errors(
     make_emulator: Callable[..., EmulatorServer],
     connect: Callable[..., str],
