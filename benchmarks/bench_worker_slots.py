@@ -207,7 +207,8 @@ def main() -> int:
                 [lambda: deferred_run(pdf, sizes), lambda: poking_run(pdf, sizes)]
             )
             common.log(
-                f"repetition {repetition + 1}/{sizes.repeat}: deferrable {deferred.slot:.2f}/{deferred.wall:.1f} s, "
+                f"repetition {repetition + 1}/{sizes.repeat}: "
+                f"deferrable {deferred.slot:.2f}/{deferred.wall:.1f} s, "
                 f"poking {poking.slot:.1f}/{poking.wall:.1f} s"
             )
             pairs.append((deferred, poking))
