@@ -368,10 +368,7 @@ def plot(passes: Sequence[Pass], path: Path) -> None:
     ax.set_title("Emulator OCR (Tesseract) on 150-DPI A4 pages")
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def main() -> int:

@@ -472,10 +472,7 @@ def plot(
         f"{sizes.latency_per_page} s/page, poll every {sizes.poll_interval} s"
     )
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def write_documents(folder: Path, pages: Sequence[int]) -> list[Path]:

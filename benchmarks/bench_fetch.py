@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 import common
 
 NAME = "fetch"
@@ -36,12 +34,7 @@ QUICK = Sizes(pages=30, repeat_baseline=2, repeat_ours=2)
 
 def baseline(url: str, request_id: str) -> int:
     """The plain loop: one status call, then each batch downloaded and parsed in turn."""
-    status = requests.get(
-        f"{url}/v1/document-digitization/requests/{request_id}",
-        headers={"Authorization": f"Bearer {common.KEY}"},
-        timeout=30,
-    ).json()
-    results = [requests.get(batch["download_url"], timeout=30).json() for batch in status["batches"]]
+    _, results = common.example_loop(url, request_id)
     return sum(len(result["pages"]) for result in results)
 
 

@@ -73,15 +73,9 @@ def _peak_rss() -> int:
 
 def naive(request_id: str, out: str) -> None:
     import pandas as pd
-    import requests
 
     url = json.loads(os.environ[f"AIRFLOW_CONN_{common.CONN_ID.upper()}"])["host"]
-    status = requests.get(
-        f"{url}/v1/document-digitization/requests/{request_id}",
-        headers={"Authorization": f"Bearer {common.KEY}"},
-        timeout=60,
-    ).json()
-    results = [requests.get(batch["download_url"], timeout=60).json() for batch in status["batches"]]
+    status, results = common.example_loop(url, request_id)
     rows = []
     for batch, result in zip(status["batches"], results, strict=True):
         rows.extend(common.word_rows(result, first_page=batch["start_page"]))
@@ -122,10 +116,7 @@ def plot(curves: dict[str, dict[int, float]], path: Path) -> None:
         ]
     )
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def main() -> int:

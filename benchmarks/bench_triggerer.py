@@ -462,10 +462,7 @@ def plot(m: Measured, path: Path) -> None:
     cpu_ax.set_title("CPU of the triggerer process")
     cpu_ax.set_ylim(bottom=0)
     cpu_ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 @dataclass

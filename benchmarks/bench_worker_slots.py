@@ -183,10 +183,7 @@ def plot(deferred: Timeline, poking: Timeline, path: Path) -> None:
     ax.set_xlim(0, max(deferred.wall, poking.wall) * 1.25)
     ax.set_xlabel("seconds from submission")
     ax.set_title(f"Worker slot held (red) while one {deferred.pages}-page document is read (grey)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def main() -> int:

@@ -190,5 +190,28 @@ def submit_and_wait(pages: int) -> str:
         hook.close()
 
 
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as the PNG the report links to, and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def example_loop(url: str, request_id: str, timeout: float = 60) -> tuple[dict[str, Any], list[Any]]:
+    """Upstage's example client: one status call, then each batch's download_url in turn, json()."""
+    import requests
+
+    status: dict[str, Any] = requests.get(
+        f"{url}/v1/document-digitization/requests/{request_id}",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=timeout,
+    ).json()
+    results = [requests.get(batch["download_url"], timeout=timeout).json() for batch in status["batches"]]
+    return status, results
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
