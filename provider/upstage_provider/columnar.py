@@ -311,10 +311,10 @@ def _fast(data: bytes, start_page: int, end_page: int | None) -> OCRBatch:
     if word_confidences is None:
         word_confidences = pa.nulls(n_words, pa.float64())
 
-    xs, ys, offsets = _vertices(words)
+    xs, ys, offsets, vertex_words = _vertices(words)
     word_counts = pc.list_value_length(words_list)
     word_page_index = pc.list_parent_indices(words_list)
-    vertex_page_index = pc.take(word_page_index, _vertex_words(len(xs)))
+    vertex_page_index = pc.take(word_page_index, vertex_words)
     x_scale, y_scale = _scales(xs, ys, word_counts.to_pylist(), widths.to_pylist(), heights.to_pylist())
     xn = _normalized(xs, pc.take(x_scale, vertex_page_index))
     yn = _normalized(ys, pc.take(y_scale, vertex_page_index))
@@ -361,8 +361,8 @@ def _fast(data: bytes, start_page: int, end_page: int | None) -> OCRBatch:
     )
 
 
-def _vertices(words: pa.StructArray) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """Every word's four vertices as flat x and y columns, plus list offsets (0, 4, 8, ...)."""
+def _vertices(words: pa.StructArray) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+    """Every word's four vertices as flat x and y columns, list offsets, and each vertex's word."""
     word_type = words.type
     has_camel = _field(word_type, "boundingBox") is not None
     has_snake = _field(word_type, "bounding_box") is not None
@@ -391,7 +391,7 @@ def _vertices(words: pa.StructArray) -> tuple[pa.Array, pa.Array, pa.Array]:
     offsets = vertex_lists.offsets
     if len(offsets) and offsets[0].as_py() != 0:
         offsets = pc.subtract(offsets, offsets[0])
-    return columns[0], columns[1], offsets
+    return columns[0], columns[1], offsets, pc.list_parent_indices(vertex_lists)
 
 
 def _scales(
@@ -427,19 +427,6 @@ def _pixel_page(xs: pa.Array, ys: pa.Array) -> bool:
     if not (pc.any(_fractional(xs)).as_py() or pc.any(_fractional(ys)).as_py()):
         raise _Unusual  # every value integral, written as 1 or as 1.0: the reference decides
     return False
-
-
-_VERTEX_WORDS: list[pa.Array] = [pa.array([], type=pa.int64())]
-
-
-def _vertex_words(n_vertices: int) -> pa.Array:
-    """0, 0, 0, 0, 1, 1, 1, 1, ...: the word of each vertex, cached and grown as needed."""
-    cached = _VERTEX_WORDS[0]
-    if len(cached) < n_vertices:
-        size = max(n_vertices, 2 * len(cached))
-        cached = pc.divide(pa.array(range(size), type=pa.int64()), 4)
-        _VERTEX_WORDS[0] = cached
-    return cached.slice(0, n_vertices)
 
 
 def _fractional(values: pa.Array) -> pa.Array:

@@ -105,6 +105,10 @@ class OCRResult:
     billed_pages: int | None
 
     @property
+    def page_count(self) -> int:
+        return len(self.pages)
+
+    @property
     def word_count(self) -> int:
         return sum(len(page.words) for page in self.pages)
 

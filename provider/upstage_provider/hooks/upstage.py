@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 from urllib.parse import urlsplit
 
 import requests
@@ -446,8 +446,8 @@ class UpstageOCRHook(BaseHook):
         """
         :meth:`iter_batches` as Arrow columns: what the Parquet writer takes.
 
-        Each batch is parsed by pyarrow's JSON reader in the download thread, outside the GIL,
-        so parsing overlaps the downloads instead of following them (``columnar``).
+        Each batch is parsed by pyarrow's JSON reader (``columnar``), outside the GIL, as soon as
+        it arrives, so parsing overlaps the downloads still under way instead of following them.
         """
         return self._download_all(request_id, info, concurrency, parse_ocr_batch)
 
@@ -501,7 +501,7 @@ class UpstageOCRHook(BaseHook):
                     nxt = next(pending, None)
                     if nxt is not None:
                         window.append(pool.submit(download, nxt))
-                    done_pages += _page_count(result)
+                    done_pages += result.page_count
                     yield result
             finally:
                 for future in window:
@@ -552,7 +552,7 @@ class UpstageOCRHook(BaseHook):
         """:meth:`get_request` for the triggerer's event loop: never blocks it."""
         conn = await self._aconnection()
         retry = self._retry(conn)
-        client = _loop_client()
+        client, slots = _loop_http()
         url = f"{self._base_url(conn)}{REQUESTS_PATH}/{_checked_id(request_id)}"
         headers = {"Authorization": f"Bearer {await self._aapi_key(conn)}"}
         import httpx
@@ -561,7 +561,7 @@ class UpstageOCRHook(BaseHook):
         for attempt in range(1, retry.attempts + 1):
             retry_after = None
             try:
-                async with _loop_slots():
+                async with slots:
                     response = await client.get(url, headers=headers, timeout=self._httpx_timeout(conn))
             except httpx.HTTPError as exc:
                 kind = type(exc).__name__
@@ -634,10 +634,6 @@ class _URLRefresher:
                     "no download URL even after a fresh status call"
                 )
             return current
-
-
-def _page_count(result: OCRResult | OCRBatch) -> int:
-    return result.page_count if isinstance(result, OCRBatch) else len(result.pages)
 
 
 def _completed_batches(info: RequestInfo) -> list[BatchInfo]:
@@ -767,45 +763,37 @@ async def _amask(secret: str) -> None:
     await amask_secret(secret)
 
 
-# One HTTP client per event loop, shared by every hook in it: a triggerer with hundreds of waiting
-# triggers reuses connections, and the TLS context (slow to build, blocking) is built once.
-_LOOP_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 # Status calls in flight at once in one event loop, across every trigger in it. httpx's pool
 # re-checks every queued request against every connection each time one starts or ends: a
 # thousand queued at once (all triggers resuming after a triggerer restart) cost seconds of loop
 # time a round (bench_triggerer: p99 lag 5.7 s, 24 calls/s; with the limit 5 ms, 200 calls/s).
-# Waiting here costs nothing; the limit is the client's keep-alive pool, and is taken per HTTP
-# call, not across retry back-offs, so a bad API day does not hold slots while it sleeps.
+# Waiting for a slot costs nothing; the limit is the client's keep-alive pool, and is taken per
+# HTTP call, not across retry back-offs, so a bad API day does not hold slots while it sleeps.
 MAX_STATUS_CALLS_PER_LOOP = 32
-_LOOP_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
 
 
-def _loop_slots() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    slots = _LOOP_SLOTS.get(loop)
-    if slots is None:
-        slots = _LOOP_SLOTS[loop] = asyncio.Semaphore(MAX_STATUS_CALLS_PER_LOOP)
-    return slots
+class _LoopHTTP(NamedTuple):
+    client: httpx.AsyncClient
+    slots: asyncio.Semaphore  # MAX_STATUS_CALLS_PER_LOOP
 
 
-def _loop_client() -> httpx.AsyncClient:
+# One HTTP client per event loop, shared by every hook in it: a triggerer with hundreds of waiting
+# triggers reuses connections, and the TLS context (slow to build, blocking) is built once.
+_LOOP_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopHTTP] = weakref.WeakKeyDictionary()
+
+
+def _loop_http() -> _LoopHTTP:
     import httpx
 
     loop = asyncio.get_running_loop()
-    client = _LOOP_CLIENTS.get(loop)
-    if client is None or client.is_closed:
+    http = _LOOP_CLIENTS.get(loop)
+    if http is None or http.client.is_closed:
         client = httpx.AsyncClient(
             headers={"User-Agent": _user_agent()},
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=MAX_STATUS_CALLS_PER_LOOP),
         )
-        _LOOP_CLIENTS[loop] = client
-    return client
+        http = _LOOP_CLIENTS[loop] = _LoopHTTP(client, asyncio.Semaphore(MAX_STATUS_CALLS_PER_LOOP))
+    return http
 
 
 def _user_agent() -> str:
