@@ -12,7 +12,6 @@ adds 50 ms to each download, as a distant object store would.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import common
 
@@ -50,11 +49,6 @@ def ours(request_id: str, arrow: bool = True) -> int:
         hook.close()
 
 
-def status_calls(url: str) -> int:
-    endpoints: dict[str, Any] = common.emulator_stats(url)["endpoints"]
-    return int(endpoints.get("status", {}).get("total", 0))
-
-
 def main() -> int:
     args = common.arguments(__doc__)
     sizes = QUICK if args.quick else FULL
@@ -71,9 +65,9 @@ def main() -> int:
             raise RuntimeError(f"pages fetched differ from the {sizes.pages} submitted: {checks}")
         baseline_s = common.median_time(lambda: baseline(url, request_id), sizes.repeat_baseline)
         common.log(f"baseline {baseline_s:.2f} s; timing the hook")
-        before = status_calls(url)
+        before = common.status_calls(url)
         ours_s = common.median_time(lambda: ours(request_id), sizes.repeat_ours)
-        per_run = (status_calls(url) - before) / sizes.repeat_ours
+        per_run = (common.status_calls(url) - before) / sizes.repeat_ours
         objects_s = common.median_time(lambda: ours(request_id, arrow=False), sizes.repeat_ours)
         common.log(f"ours {ours_s:.2f} s (Python objects: {objects_s:.2f} s)")
 

@@ -183,10 +183,6 @@ def set_status_latency(url: str, seconds: float) -> None:
     requests.put(f"{url}/_emulator/faults", json=faults, headers=headers, timeout=10).raise_for_status()
 
 
-def status_calls(url: str) -> int:
-    return int(common.emulator_stats(url)["endpoints"].get("status", {}).get("total", 0))
-
-
 # --- the triggers ------------------------------------------------------------------------------------------
 
 
@@ -358,7 +354,7 @@ class Bench:
         prober = asyncio.create_task(probe(samples))
         await asyncio.sleep(0.1)
         rss_before = psutil.Process().memory_info().rss
-        calls_before = await asyncio.to_thread(status_calls, self.url)
+        calls_before = await asyncio.to_thread(common.status_calls, self.url)
         spread = poll if run.staggered else 0.0
         tasks = [
             asyncio.create_task(started_after(spread * i / max(1, count), run.wait, rid, poll))
@@ -367,9 +363,9 @@ class Bench:
         if run.warm_up and count:
             # Every trigger has polled once, the first ones twice: a steady state.
             await asyncio.sleep(spread + poll / 2)
-            while await asyncio.to_thread(status_calls, self.url) - calls_before < count:
+            while await asyncio.to_thread(common.status_calls, self.url) - calls_before < count:
                 await asyncio.sleep(poll / 10)
-            calls_before = await asyncio.to_thread(status_calls, self.url)
+            calls_before = await asyncio.to_thread(common.status_calls, self.url)
         connects_before = self.connects.count
         start = loop.time()
         marks = [(start, time.process_time())]
@@ -387,7 +383,7 @@ class Bench:
         await asyncio.gather(*tasks, prober, return_exceptions=True)
         if ended:
             raise RuntimeError(f"{run.label}: {len(ended)} triggers ended early: {ended[0].exception()!r}")
-        calls = await asyncio.to_thread(status_calls, self.url) - calls_before
+        calls = await asyncio.to_thread(common.status_calls, self.url) - calls_before
         end = marks[-1][0]
         return Window(
             label=run.label,
@@ -411,9 +407,9 @@ class Bench:
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
-            calls_before = await asyncio.to_thread(status_calls, self.url)
+            calls_before = await asyncio.to_thread(common.status_calls, self.url)
             tasks = [asyncio.create_task(wait(rid, poll)) for rid in self.request_ids]
-            while await asyncio.to_thread(status_calls, self.url) - calls_before < count:
+            while await asyncio.to_thread(common.status_calls, self.url) - calls_before < count:
                 await asyncio.sleep(poll / 20)
             await asyncio.sleep(poll / 4)  # every one back in asyncio.sleep between two polls
             gc.collect()

@@ -69,17 +69,6 @@ def seconds_per_document(sizes: Sizes, batch_size: int = 10) -> float:
     return rounds * min(batch_size, sizes.pages) * sizes.latency_per_page
 
 
-def submit(pdf: bytes) -> str:
-    from upstage_provider.documents import load_document
-    from upstage_provider.hooks.upstage import UpstageOCRHook
-
-    hook = UpstageOCRHook(common.CONN_ID)
-    try:
-        return hook.submit(load_document(pdf, name="bench.pdf"))
-    finally:
-        hook.close()
-
-
 def sensor(request_id: str, out: str, deferrable: bool, poll_interval: float) -> Any:
     from upstage_provider.sensors.ocr import UpstageOCRSensor
 
@@ -100,7 +89,7 @@ def deferred_run(pdf: bytes, sizes: Sizes) -> Timeline:
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        request_id = submit(pdf)
+        request_id = common.submit(pdf, "bench.pdf")
         submitted = time.perf_counter()
         task = sensor(request_id, out, deferrable=True, poll_interval=sizes.poll_interval)
         try:
@@ -132,7 +121,7 @@ def poking_run(pdf: bytes, sizes: Sizes) -> Timeline:
     """Submit, then ``execute`` a sensor in poke mode: the slot is held from start to end."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        request_id = submit(pdf)
+        request_id = common.submit(pdf, "bench.pdf")
         task = sensor(request_id, out, deferrable=False, poll_interval=sizes.poll_interval)
         result = task.execute({})
         end = time.perf_counter()

@@ -172,22 +172,38 @@ def word_rows(result: dict[str, Any], first_page: int) -> Iterator[dict[str, Any
             }
 
 
-def submit_and_wait(pages: int) -> str:
-    """Submit a blank ``pages``-page PDF to the benchmark connection and wait until it is done."""
+def submit(pdf: bytes, name: str) -> str:
+    """Submit ``pdf`` for async OCR on the benchmark connection; its request id."""
     from upstage_provider.documents import load_document
-    from upstage_provider.emulator.synthetic import blank_pdf
     from upstage_provider.hooks.upstage import UpstageOCRHook
 
     hook = UpstageOCRHook(CONN_ID)
     try:
-        request_id = hook.submit(load_document(blank_pdf(pages), name=f"bench-{pages}.pdf"))
-        while not (info := hook.get_request(request_id)).status.is_terminal:
-            time.sleep(0.2)
-        if info.failure() is not None:
-            raise RuntimeError(f"the emulator failed the request: {info.failure()}")
-        return request_id
+        return hook.submit(load_document(pdf, name=name))
     finally:
         hook.close()
+
+
+def submit_and_wait(pages: int) -> str:
+    """Submit a blank ``pages``-page PDF and wait until the emulator has read it."""
+    from upstage_provider.emulator.synthetic import blank_pdf
+    from upstage_provider.hooks.upstage import UpstageOCRHook
+
+    request_id = submit(blank_pdf(pages), f"bench-{pages}.pdf")
+    hook = UpstageOCRHook(CONN_ID)
+    try:
+        while not (info := hook.get_request(request_id)).status.is_terminal:
+            time.sleep(0.2)
+    finally:
+        hook.close()
+    if info.failure() is not None:
+        raise RuntimeError(f"the emulator failed the request: {info.failure()}")
+    return request_id
+
+
+def status_calls(url: str) -> int:
+    """Status calls the emulator in a process of its own has answered so far."""
+    return int(emulator_stats(url)["endpoints"].get("status", {}).get("total", 0))
 
 
 def save_figure(fig: Any, path: Path) -> None:
