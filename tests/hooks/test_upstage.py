@@ -290,7 +290,7 @@ def test_unreachable_api_retries_then_says_so(connect: Callable[..., str]) -> No
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     hook = UpstageOCRHook(connect(f"http://127.0.0.1:{port}"), max_retries=2, **FAST)
-    with pytest.raises(UpstageConnectionError, match=r"could not reach 127\.0\.0\.1") as err:
+    with pytest.raises(UpstageConnectionError, match=r"could not connect to 127\.0\.0\.1") as err:
         hook.list_requests()
     assert "gave up after 3 attempts" in str(err.value)
 

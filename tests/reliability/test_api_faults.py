@@ -8,6 +8,7 @@ is fast.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 
 from tests.emulator_fixtures import API_KEY, WORDS_PER_PAGE
 from tests.emulator_fixtures import pdf_bytes as make_pdf
+from tests.fault_proxy import FaultProxy, Rule
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
@@ -364,13 +366,103 @@ def test_an_unreachable_api_is_retried_with_backoff_then_named(
         attempt()
 
     message = str(caught.value)
-    assert f"could not reach 127.0.0.1:{port}" in message
+    assert f"could not connect to 127.0.0.1:{port}" in message
     assert "gave up after 5 attempts" in message
     assert not caught.value.permanent  # Airflow's own retries still apply
     # 4 waits, each from the upper half of a ceiling doubling from 1 s: 0.5-1, 1-2, 2-4, 4-8.
     assert len(retry_waits) == 4
     for attempt, wait in enumerate(retry_waits, start=1):
         assert 2 ** (attempt - 2) <= wait <= 2 ** (attempt - 1), retry_waits
+
+
+@pytest.fixture
+def logged() -> Iterator[list[dict[str, Any]]]:
+    """Every line logged through Airflow's (structlog) loggers during the test."""
+    import structlog
+
+    with structlog.testing.capture_logs() as entries:
+        yield entries
+
+
+def test_a_sync_call_reset_after_the_api_answered_is_retried_and_says_it_may_bill_again(
+    emulator: EmulatorServer,
+    connect: Callable[..., str],
+    retry_waits: list[float],
+    logged: list[dict[str, Any]],
+) -> None:
+    from upstage_provider.hooks.upstage import SYNC_PATH, UpstageOCRHook
+
+    # Injected: the first sync OCR call goes through to the API, which answers (and bills);
+    # then the client's connection is reset before it hears the answer.
+    with FaultProxy(emulator.port) as proxy:
+        reset = proxy.add(
+            Rule("reset_after_answer", "POST", SYNC_PATH, when=lambda call: call.path == SYNC_PATH)
+        )
+        connect(proxy.url, max_retries=2)
+        hook = UpstageOCRHook("upstage_test")
+        result = hook.ocr(load_document(make_pdf(2), name="two.pdf"))
+        hook.close()
+
+    assert [p.page for p in result.pages] == [1, 2]
+    assert reset.fired == 1
+    assert [what for _, _, what in proxy.log] == ["reset_after_answer", "forwarded"]
+    # Sync OCR has no request id to reattach to: it is sent again, and billed again.
+    assert endpoint(emulator, "sync") == {"total": 2, "200": 2}
+    assert emulator.stats()["pages_processed"] == 4  # 2 pages, billed twice
+    assert len(retry_waits) == 1
+    retries = [str(e["event"]) for e in logged if "retry 1/2" in str(e["event"])]
+    assert len(retries) == 1, logged
+    (line,) = retries
+    assert line.startswith("Upstage sync OCR: ")
+    assert f"the connection to 127.0.0.1:{proxy.port} was lost after the request was sent" in line
+    assert "the API may already have done and billed this call" in line
+    assert "this retry may bill the document again" in line
+    assert 'mode="async"' in line
+    assert "could not reach" not in line
+
+
+def listening_but_silent() -> socket.socket:
+    """A socket the kernel accepts connections on (its backlog) and nobody ever answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock
+
+
+@pytest.mark.parametrize("failure", ["refused", "timeout", "reset"])
+async def test_the_sync_and_async_paths_word_a_connection_failure_alike(
+    emulator: EmulatorServer, connect: Callable[..., str], retry_waits: list[float], failure: str
+) -> None:
+    from upstage_provider.exceptions import UpstageConnectionError
+    from upstage_provider.hooks.upstage import REQUESTS_PATH, UpstageOCRHook
+
+    request_id = "0b6f3c1e-1111-4222-8333-944455556666"
+    with contextlib.ExitStack() as stack:
+        if failure == "refused":  # nothing listens: the call is never sent
+            host = f"127.0.0.1:{free_port()}"
+            expected = f"could not connect to {host}"
+        elif failure == "timeout":  # connected, sent, no answer within the read timeout
+            silent = stack.enter_context(listening_but_silent())
+            host = f"127.0.0.1:{silent.getsockname()[1]}"
+            expected = f"{host} did not answer in time"
+        else:  # the API answers, the connection is reset before the client hears it
+            proxy = stack.enter_context(FaultProxy(emulator.port))
+            proxy.add(Rule("reset_after_answer", "GET", REQUESTS_PATH, times=100))
+            host = f"127.0.0.1:{proxy.port}"
+            expected = f"the connection to {host} was lost after the request was sent"
+        connect(f"http://{host}", max_retries=1, timeout=0.3)
+        hook = UpstageOCRHook("upstage_test")
+        with pytest.raises(UpstageConnectionError) as sync_error:
+            hook.get_request(request_id)
+        with pytest.raises(UpstageConnectionError) as async_error:
+            await hook.aget_request(request_id)
+        hook.close()
+
+    def phrase(error: UpstageConnectionError) -> str:
+        return error.message.split(": ", 1)[1]  # after the client library's exception class
+
+    assert phrase(sync_error.value) == phrase(async_error.value) == f"{expected} (gave up after 2 attempts)"
+    assert "could not reach" not in str(sync_error.value) + str(async_error.value)
 
 
 # --- 10. Bad documents: a specific DocumentError before any upload ---------------------------

@@ -267,10 +267,16 @@ class UpstageOCRHook(BaseHook):
         what: str,
         authenticated: bool = True,
         idempotent: bool = True,
+        billed: bool = False,
         read_timeout: float | None = None,
         **kwargs: Any,
     ) -> requests.Response:
-        """One API call with retries; returns a 2xx response or raises an UpstageAPIError."""
+        """
+        One API call with retries; returns a 2xx response or raises an UpstageAPIError.
+
+        ``idempotent=False``: a call that may have reached the API is not repeated at all.
+        ``billed``: it is repeated, but the retry's log line says it may be billed again.
+        """
         conn = self.connection
         retry = self._retry(conn)
         headers = {"Authorization": f"Bearer {self._api_key(conn)}"} if authenticated else {}
@@ -278,16 +284,19 @@ class UpstageOCRHook(BaseHook):
         error: UpstageAPIError
         for attempt in range(1, retry.attempts + 1):
             retry_after = None
+            maybe_billed = False
             try:
                 response = self.session.request(method, url, headers=headers, timeout=timeout, **kwargs)
             except requests.exceptions.RequestException as exc:
                 error = _connection_error(exc, what, url)
-                if not idempotent and not _never_sent(exc):
+                sent = _connection_failure(exc) != "connect"
+                if sent and not idempotent:
                     raise UpstageConnectionError(
                         f"{error.message}; the request may have reached the API, so it is not repeated "
                         "automatically (a repeat could bill the document twice)",
                         endpoint=what,
                     ) from None
+                maybe_billed = sent and billed
             else:
                 if response.status_code < 400:
                     return response
@@ -300,9 +309,10 @@ class UpstageOCRHook(BaseHook):
                 break
             delay = retry.delay(attempt, retry_after)
             self.log.warning(
-                "Upstage %s: %s; retry %d/%d in %.1f s",
+                "Upstage %s: %s%s; retry %d/%d in %.1f s",
                 what,
                 error.message,
+                _MAY_BILL_AGAIN if maybe_billed else "",
                 attempt,
                 retry.attempts - 1,
                 delay,
@@ -354,6 +364,7 @@ class UpstageOCRHook(BaseHook):
             what="sync OCR",
             files={"document": (doc.name, doc.data, doc.format.mime_type)},
             data=data,
+            billed=True,
             read_timeout=self._read_timeout(self.connection, floor=DEFAULT_SYNC_READ_TIMEOUT),
         )
         if schema:
@@ -548,10 +559,19 @@ class UpstageOCRHook(BaseHook):
 
     # --- async (triggers) -------------------------------------------------------------------------------
 
-    async def aget_request(self, request_id: str) -> RequestInfo:
-        """:meth:`get_request` for the triggerer's event loop: never blocks it."""
+    async def aget_request(self, request_id: str, *, max_retries: int | None = None) -> RequestInfo:
+        """
+        :meth:`get_request` for the triggerer's event loop: never blocks it.
+
+        ``max_retries`` overrides the connection's for this call (a trigger riding out an outage
+        polls once per wait of its own instead of stacking the hook's retries on top).
+        """
         conn = await self._aconnection()
-        retry = self._retry(conn)
+        retry = (
+            self._retry(conn)
+            if max_retries is None
+            else _Retry(max_retries, self._backoff_base, self._backoff_max)
+        )
         client, slots = _loop_http()
         url = f"{self._base_url(conn)}{REQUESTS_PATH}/{_checked_id(request_id)}"
         headers = {"Authorization": f"Bearer {await self._aapi_key(conn)}"}
@@ -564,11 +584,7 @@ class UpstageOCRHook(BaseHook):
                 async with slots:
                     response = await client.get(url, headers=headers, timeout=self._httpx_timeout(conn))
             except httpx.HTTPError as exc:
-                kind = type(exc).__name__
-                host = urlsplit(url).netloc
-                error = UpstageConnectionError(
-                    f"{kind}: could not get an answer from {host}", endpoint="status"
-                )
+                error = _connection_error(exc, "status", url)
             else:
                 if response.status_code < 400:
                     try:
@@ -685,26 +701,53 @@ def _error_from(status: int, body: Any, text: str, what: str, authenticated: boo
     return UpstageRequestError(message, **kwargs)
 
 
+_ConnectionFailure = Literal["connect", "timeout", "lost"]
+
+#: Appended to the retry line of a billed call (sync OCR) that may have reached the API.
+_MAY_BILL_AGAIN = (
+    "; the API may already have done and billed this call, so this retry may bill the document "
+    'again (sync OCR has no request id to check; for exactly-once billing use the async path, mode="async")'
+)
+
+
+def _connection_failure(exc: Exception) -> _ConnectionFailure:
+    """
+    What became of a call that got no HTTP answer, for ``requests`` and ``httpx`` alike.
+
+    ``connect``: no connection was made, so the request was never sent (safe to repeat);
+    ``timeout``: sent, or being sent, and no answer in time; ``lost``: the connection broke
+    after the request was sent, or while it was. Only ``connect`` proves the API never saw it.
+    """
+    import httpx
+    import urllib3.exceptions
+
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, httpx.ConnectError, httpx.ConnectTimeout)):
+        return "connect"
+    if isinstance(exc, httpx.PoolTimeout):  # no connection to send it on came free
+        return "connect"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        inner = getattr(reason, "reason", reason)
+        if isinstance(inner, urllib3.exceptions.NewConnectionError):  # refused, DNS, unreachable
+            return "connect"
+    if isinstance(exc, (requests.exceptions.Timeout, httpx.TimeoutException)):
+        return "timeout"
+    return "lost"
+
+
 def _connection_error(exc: Exception, what: str, url: str) -> UpstageConnectionError:
+    """One wording for a call without an answer, whichever HTTP client made it."""
     # Only the exception's class and the host: its text can carry a pre-signed URL's query.
     kind = type(exc).__name__
     host = urlsplit(url).netloc
-    if isinstance(exc, requests.exceptions.Timeout):
-        return UpstageConnectionError(f"{kind}: {host} did not answer in time", endpoint=what)
-    return UpstageConnectionError(f"{kind}: could not reach {host}", endpoint=what)
-
-
-def _never_sent(exc: Exception) -> bool:
-    """True when the request cannot have reached the server, so repeating it is safe."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        import urllib3.exceptions
-
-        reason = exc.args[0] if exc.args else None
-        inner = getattr(reason, "reason", reason)
-        return isinstance(inner, urllib3.exceptions.NewConnectionError)
-    return False
+    failure = _connection_failure(exc)
+    if failure == "connect":
+        text = f"could not connect to {host}"
+    elif failure == "timeout":
+        text = f"{host} did not answer in time"
+    else:
+        text = f"the connection to {host} was lost after the request was sent"
+    return UpstageConnectionError(f"{kind}: {text}", endpoint=what)
 
 
 def _json_or_none(response: requests.Response | httpx.Response) -> Any:
