@@ -11,6 +11,7 @@ try:
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowSensorTimeout,
         TaskDeferred,
     )
@@ -18,6 +19,7 @@ except ImportError:  # Airflow 3.1
     from airflow.exceptions import (  # type: ignore[no-redef]
         AirflowException,
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowSensorTimeout,
         TaskDeferred,
     )
@@ -27,4 +29,11 @@ try:
 except ImportError:  # Airflow 3.1
     from airflow.configuration import conf  # type: ignore[assignment]
 
-__all__ = ["AirflowException", "AirflowFailException", "AirflowSensorTimeout", "TaskDeferred", "conf"]
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "AirflowSensorTimeout",
+    "TaskDeferred",
+    "conf",
+]

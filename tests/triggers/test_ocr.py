@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import socket
+import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+import structlog
 from airflow.triggers.base import TriggerEvent
 
-from tests.emulator_fixtures import API_KEY
+from tests.emulator_fixtures import API_KEY, WORDS_PER_PAGE
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
+from upstage_provider.emulator.synthetic import SyntheticEngine
 from upstage_provider.hooks.upstage import UpstageOCRHook
+from upstage_provider.triggers import ocr as trigger_module
 from upstage_provider.triggers.ocr import UpstageOCRTrigger
 
 
@@ -136,3 +144,287 @@ async def test_many_triggers_share_one_loop_without_blocking_it(
     prober.cancel()
     assert [e[0].payload["status"] for e in got] == ["success"] * 5
     assert lags  # the loop kept turning while the triggers waited
+
+
+# --- API outages while a trigger waits ----------------------------------------------------------
+
+
+@pytest.fixture
+def logged() -> Iterator[list[dict[str, Any]]]:
+    """Every line logged through Airflow's (structlog) loggers during the test, as it is logged."""
+    with structlog.testing.capture_logs() as entries:
+        yield entries
+
+
+def trigger_lines(logged: list[dict[str, Any]], request_id: str) -> list[tuple[str, str]]:
+    """(level, message) of the trigger's own lines (the hook's retry lines start ``Upstage status:``)."""
+    lines = [(e["log_level"], str(e["event"])) for e in logged]
+    return [(level, m) for level, m in lines if m.startswith(f"Upstage request {request_id}")]
+
+
+@pytest.fixture
+def quick_hook_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trigger's hook backs off 10-50 ms between its own retries instead of 1-60 s."""
+    monkeypatch.setattr(
+        trigger_module,
+        "UpstageOCRHook",
+        functools.partial(UpstageOCRHook, backoff_base=0.01, backoff_max=0.05),
+    )
+
+
+@pytest.fixture
+def trigger_waits(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    """
+    Record the trigger's waits in ``waits``; ``on_wait[n]`` (a coroutine function) runs when
+    the trigger starts its wait number ``n`` (1-based), before it sleeps: the test's script.
+    """
+    waits: list[float] = []
+    actions: dict[int, Callable[[], Awaitable[None]]] = {}
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        action = actions.pop(len(waits), None)
+        if action is not None:
+            await action()
+        await asyncio.sleep(seconds)
+
+    fake = types.SimpleNamespace(**{n: getattr(asyncio, n) for n in dir(asyncio) if not n.startswith("_")})
+    fake.sleep = sleep
+    monkeypatch.setattr(trigger_module, "asyncio", fake)
+    return types.SimpleNamespace(waits=waits, on_wait=actions)
+
+
+def stop_once_completed(server: EmulatorServer) -> None:
+    """The API goes down right after it finished the request (the trigger has not seen that yet)."""
+    for _ in range(1000):
+        if server.stats()["requests"] == {"completed": 1}:
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError(f"the request did not complete: {server.stats()['requests']}")
+    server.stop()
+
+
+def start_again(server: EmulatorServer, *, keep_requests: bool = True) -> EmulatorServer:
+    """
+    The API back on the same port after an outage. The real API keeps its requests through one;
+    the emulator holds them in memory, so the new server takes over the stopped one's.
+    """
+    back = EmulatorServer(
+        server.config, engine=SyntheticEngine(words_per_page=WORDS_PER_PAGE), port=server.port
+    ).start()
+    if keep_requests:
+        own, back.state.jobs = back.state.jobs, server.state.jobs
+        own.close()
+    return back
+
+
+def status_calls(server: EmulatorServer) -> dict[str, int]:
+    entry = server.stats()["endpoints"].get("status", {"total": 0, "by_status": {}})
+    return {"total": entry["total"], **entry["by_status"]}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.usefixtures("quick_hook_retries")
+async def test_an_outage_longer_than_the_hooks_retries_does_not_end_the_wait(
+    make_emulator: Callable[..., EmulatorServer],
+    connect: Callable[..., str],
+    trigger_waits: types.SimpleNamespace,
+    logged: list[dict[str, Any]],
+) -> None:
+    # The request takes about a second; the hook itself tries each status call twice.
+    api = make_emulator(FaultConfig(latency_per_page=0.5))
+    conn_id = connect(api.url, max_retries=1)
+    request_id = submit(api, conn_id, 2)
+    back: list[EmulatorServer] = []
+
+    async def outage_starts() -> None:  # the first poll saw the request under way
+        await asyncio.to_thread(stop_once_completed, api)
+
+    async def outage_ends() -> None:  # three polls in a row found nobody listening
+        back.append(await asyncio.to_thread(start_again, api))
+
+    trigger_waits.on_wait[1] = outage_starts
+    trigger_waits.on_wait[4] = outage_ends
+    try:
+        got = await events(
+            UpstageOCRTrigger(request_id, conn_id, poll_interval=0.05, deadline=time.time() + 25)
+        )
+    finally:
+        for server in back:
+            server.stop()
+
+    assert [e.payload["status"] for e in got] == ["success"]
+    assert got[0].payload["total_pages"] == 2
+    assert back, "the API never came back: the wait ended during the outage"
+    # One poll before the outage, three refused during it (not counted by any server), one after.
+    assert status_calls(api) == {"total": 1, "200": 1}
+    assert status_calls(back[0]) == {"total": 1, "200": 1}
+    # Waits: the poll interval, then a backoff doubling from it while the API is down.
+    assert trigger_waits.waits == pytest.approx([0.05, 0.05, 0.1, 0.2])
+    log = trigger_lines(logged, request_id)
+    started = [m for level, m in log if level == "warning"]
+    ended = [m for level, m in log if level == "info" and "outage" in m]
+    assert len(started) == 1, log
+    assert "outage" in started[0]
+    assert f"could not connect to 127.0.0.1:{api.port}" in started[0]
+    assert len(ended) == 1, log
+    assert "3 failed polls" in ended[0]
+    assert [level for level, _ in log].count("warning") == 1  # not one line per failed poll
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.usefixtures("quick_hook_retries")
+async def test_a_permanent_error_after_an_outage_ends_the_wait_at_once(
+    make_emulator: Callable[..., EmulatorServer],
+    connect: Callable[..., str],
+    trigger_waits: types.SimpleNamespace,
+) -> None:
+    # The API comes back without the request (as if it had lost it): 404, for good.
+    api = make_emulator(FaultConfig(latency_per_page=0.5))
+    conn_id = connect(api.url, max_retries=1)
+    request_id = submit(api, conn_id, 2)
+    back: list[EmulatorServer] = []
+
+    async def outage_starts() -> None:
+        await asyncio.to_thread(stop_once_completed, api)
+
+    async def forgetful_api_returns() -> None:
+        back.append(await asyncio.to_thread(start_again, api, keep_requests=False))
+
+    trigger_waits.on_wait[1] = outage_starts
+    trigger_waits.on_wait[3] = forgetful_api_returns
+    try:
+        (event,) = await events(
+            UpstageOCRTrigger(request_id, conn_id, poll_interval=0.05, deadline=time.time() + 25)
+        )
+    finally:
+        for server in back:
+            server.stop()
+
+    assert event.payload["status"] == "error"
+    assert event.payload["permanent"] is True
+    assert "HTTP 404" in event.payload["message"]
+    assert status_calls(back[0]) == {"total": 1, "404": 1}  # one answer, no further poll
+    assert len(trigger_waits.waits) == 3
+
+
+@pytest.mark.usefixtures("quick_hook_retries")
+async def test_a_permanent_error_ends_the_wait_with_one_status_call(
+    emulator: EmulatorServer, connect: Callable[..., str], trigger_waits: types.SimpleNamespace
+) -> None:
+    conn_id = connect(emulator.url)
+    (event,) = await events(
+        UpstageOCRTrigger("0b6f3c1e-1111-4222-8333-944455556666", conn_id, poll_interval=0.05)
+    )
+    assert event.payload["status"] == "error"
+    assert event.payload["permanent"] is True
+    assert "HTTP 404" in event.payload["message"]
+    assert status_calls(emulator) == {"total": 1, "404": 1}
+    assert trigger_waits.waits == []
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.usefixtures("quick_hook_retries")
+async def test_a_deadline_passing_during_an_outage_gives_a_timeout_naming_the_outage(
+    connect: Callable[..., str], trigger_waits: types.SimpleNamespace
+) -> None:
+    port = closed_port()
+    conn_id = connect(f"http://127.0.0.1:{port}", max_retries=1)
+    (event,) = await events(
+        UpstageOCRTrigger(
+            "0b6f3c1e-1111-4222-8333-944455556666", conn_id, poll_interval=0.05, deadline=time.time() + 0.5
+        )
+    )
+    assert event.payload["status"] == "timeout"
+    message = event.payload["message"]
+    assert "outage" in message
+    assert f"could not connect to 127.0.0.1:{port}" in message  # the last error
+    assert len(trigger_waits.waits) >= 2
+
+
+@pytest.mark.usefixtures("quick_hook_retries")
+async def test_an_unexpected_exception_is_ridden_out_like_an_outage(
+    emulator: EmulatorServer,
+    connect: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    logged: list[dict[str, Any]],
+) -> None:
+    conn_id = connect(emulator.url)
+    request_id = submit(emulator, conn_id, 2)
+    real = UpstageOCRHook.aget_request
+    calls = 0
+
+    async def flaky(self: UpstageOCRHook, *args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("something odd in the client")
+        return await real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(UpstageOCRHook, "aget_request", flaky)
+    (event,) = await events(
+        UpstageOCRTrigger(request_id, conn_id, poll_interval=0.05, deadline=time.time() + 25)
+    )
+    assert event.payload["status"] == "success"
+    warnings = [m for level, m in trigger_lines(logged, request_id) if level == "warning"]
+    assert len(warnings) == 1
+    assert "RuntimeError: something odd in the client" in warnings[0]
+
+
+class SilentAPI:
+    """Accepts connections and reads what is sent, but never answers: an API that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.connections:
+            conn.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_status_call_hanging_past_the_deadline_is_cut_and_times_out(
+    connect: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hook alone would spend 3 attempts of a 5 s read timeout each (15 s and more) in one
+    # status call; the wait must end soon after the deadline, with that call cut short.
+    monkeypatch.setattr(trigger_module, "DEADLINE_GRACE", 0.2)
+    api = SilentAPI()
+    try:
+        conn_id = connect(f"http://127.0.0.1:{api.port}", max_retries=2, timeout=5)
+        (event,) = await events(
+            UpstageOCRTrigger(
+                "0b6f3c1e-1111-4222-8333-944455556666",
+                conn_id,
+                poll_interval=0.05,
+                deadline=time.time() + 0.3,
+            )
+        )
+    finally:
+        api.close()
+    assert event.payload["status"] == "timeout"
+    assert "ongoing Upstage API outage" in event.payload["message"]
+    assert "no answer by the deadline" in event.payload["message"]
+    assert len(api.connections) == 1  # the hook's first attempt, cut; no second one

@@ -2,6 +2,11 @@
 
 It holds no worker slot, serializes only primitives (never the key), and survives a triggerer
 restart: the deadline is an absolute epoch time, so a resumed trigger keeps the original one.
+
+An API outage does not end the wait: while the deadline allows, transient errors (5xx, 429,
+connection errors, anything unexpected) are polled through with a backoff of the trigger's own,
+and only a permanent error (a bad key, an unknown request, a malformed answer, a connection
+that is not defined) ends it early.
 """
 
 from __future__ import annotations
@@ -9,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from upstage_provider.exceptions import UpstageError
+from upstage_provider.compat import AirflowNotFoundException
+from upstage_provider.exceptions import UpstageConnectionError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.status import RequestInfo, RequestState
 
@@ -23,10 +30,45 @@ FAILED = "failed"
 TIMEOUT = "timeout"
 ERROR = "error"
 
+#: The longest wait between status calls during an outage (unless the poll interval is longer).
+OUTAGE_BACKOFF_MAX = 60.0
+#: How long a status call may run past the deadline before it is cut and the wait times out.
+DEADLINE_GRACE = 10.0
+
+
+@dataclass
+class _Outage:
+    """Status calls failing one after another with transient errors, since ``started``."""
+
+    started: float  # time.monotonic() when the first failed call began
+    failed_polls: int = 0
+    last_error: str = ""
+
+    def next_wait(self, poll_interval: float) -> float:
+        """The poll interval, doubled per failed poll, capped at ``OUTAGE_BACKOFF_MAX``."""
+        cap = max(poll_interval, OUTAGE_BACKOFF_MAX)
+        return min(cap, poll_interval * 2.0 ** min(self.failed_polls - 1, 32))
+
+    def lasted(self) -> float:
+        return time.monotonic() - self.started
+
+    def polls_text(self) -> str:
+        return f"{self.failed_polls} failed poll{'' if self.failed_polls == 1 else 's'}"
+
+    def summary(self) -> str:
+        return f"{self.lasted():.1f} s, {self.polls_text()}; last error: {self.last_error}"
+
 
 class UpstageOCRTrigger(BaseTrigger):
     """
     Poll ``GET /requests/{id}`` until the request completes, fails, or the deadline passes.
+
+    A status call that fails for a transient reason (after the hook's own retries) starts an
+    outage: it is logged once as a warning, polled through with one HTTP attempt per poll and
+    waits that double from ``poll_interval`` up to ``max(poll_interval, 60 s)``, and its end is
+    logged once. The deadline still holds: passing it during an outage gives a ``timeout``
+    event naming the outage and its last error, and a status call still running
+    ``DEADLINE_GRACE`` after the deadline is cut.
 
     :param request_id: the async request to wait for.
     :param conn_id: the ``upstage`` connection.
@@ -63,13 +105,39 @@ class UpstageOCRTrigger(BaseTrigger):
 
     async def _wait(self, hook: UpstageOCRHook) -> dict[str, Any]:
         last_progress = ""
+        outage: _Outage | None = None
         while True:
+            began = time.monotonic()
             try:
-                info = await hook.aget_request(self.request_id)
-            except UpstageError as exc:
-                return self._event(ERROR, str(exc), permanent=exc.permanent)
+                info = await self._poll(hook, in_outage=outage is not None)
             except Exception as exc:  # one terminal event, whatever went wrong
-                return self._event(ERROR, f"{type(exc).__name__}: {exc}", permanent=False)
+                message, permanent = _describe(exc)
+                if permanent:
+                    return self._event(ERROR, message, permanent=True)
+                outage = outage or _Outage(started=began)
+                outage.failed_polls += 1
+                outage.last_error = message
+                remaining = self._remaining()
+                if remaining is not None and remaining <= 0:
+                    return self._event(
+                        TIMEOUT,
+                        f"request {self.request_id} did not finish before the sensor's timeout, "
+                        f"during an ongoing Upstage API outage ({outage.summary()}); last known "
+                        f"state: {last_progress or 'not seen yet'}",
+                    )
+                wait = outage.next_wait(self.poll_interval)
+                if outage.failed_polls == 1:
+                    self._log_outage_start(message, wait, remaining)
+                await asyncio.sleep(wait if remaining is None else min(wait, remaining))
+                continue
+            if outage is not None:
+                self.log.info(
+                    "Upstage request %s: API outage over after %.1f s (%s)",
+                    self.request_id,
+                    outage.lasted(),
+                    outage.polls_text(),
+                )
+                outage = None
             progress = info.progress()
             if progress != last_progress:
                 self.log.info("Upstage request %s: %s", self.request_id, progress)
@@ -82,7 +150,7 @@ class UpstageOCRTrigger(BaseTrigger):
                 return event
             if info.status is RequestState.COMPLETED:
                 return self._event(SUCCESS, progress, info=info)
-            remaining = None if self.deadline is None else self.deadline - time.time()
+            remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 return self._event(
                     TIMEOUT,
@@ -92,6 +160,38 @@ class UpstageOCRTrigger(BaseTrigger):
             await asyncio.sleep(
                 self.poll_interval if remaining is None else min(self.poll_interval, remaining)
             )
+
+    async def _poll(self, hook: UpstageOCRHook, *, in_outage: bool) -> RequestInfo:
+        """
+        One status call. In an outage it makes one HTTP attempt (the trigger's waits are the
+        backoff), and no call runs more than ``DEADLINE_GRACE`` past the deadline, however many
+        retries and timeouts the hook has left.
+        """
+        call = hook.aget_request(self.request_id, max_retries=0 if in_outage else None)
+        remaining = self._remaining()
+        if remaining is None:
+            return await call
+        try:
+            return await asyncio.wait_for(call, timeout=max(remaining, 0.0) + DEADLINE_GRACE)
+        except asyncio.TimeoutError:
+            raise UpstageConnectionError(
+                f"no answer by the deadline (the status call was cut {DEADLINE_GRACE:.0f} s after it)",
+                endpoint="status",
+            ) from None
+
+    def _log_outage_start(self, message: str, wait: float, remaining: float | None) -> None:
+        self.log.warning(
+            "Upstage request %s: API outage, status calls fail: %s; still waiting, polling again "
+            "in %.1f s, backing off to every %.0f s at most, %s",
+            self.request_id,
+            message,
+            wait,
+            max(self.poll_interval, OUTAGE_BACKOFF_MAX),
+            "with no deadline" if remaining is None else f"for up to {remaining:.0f} s more",
+        )
+
+    def _remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.time()
 
     def _event(
         self, status: str, message: str, *, info: RequestInfo | None = None, permanent: bool = True
@@ -106,3 +206,11 @@ class UpstageOCRTrigger(BaseTrigger):
             event["total_pages"] = info.total_pages
             event["batches"] = len(info.batches)
         return event
+
+
+def _describe(exc: Exception) -> tuple[str, bool]:
+    """The event message for an error and whether it is permanent (ends the wait at once)."""
+    if isinstance(exc, UpstageError):
+        return str(exc), exc.permanent
+    # A missing connection will not appear by waiting; anything else unexpected might pass.
+    return f"{type(exc).__name__}: {exc}", isinstance(exc, AirflowNotFoundException)
