@@ -101,7 +101,10 @@ class UpstageServerError(UpstageAPIError):
 
 
 class UpstageConnectionError(UpstageAPIError):
-    """The API could not be reached (connection refused, reset, timed out) after every retry."""
+    """
+    No HTTP answer after every retry: could not connect (never sent), no answer in time, or the
+    connection was lost after the request was sent (the API may have done the work).
+    """
 
     permanent = False
 
