@@ -321,3 +321,38 @@ def task_failures(out: str) -> list[str]:
         for i, line in enumerate(lines)
         if "Task failed with exception" in line
     ]
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_the_readme_snippet_runs_and_a_bad_file_fails_only_its_own_chain(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'Asset("s3://lake/ocr")' in snippet
+    assert "s3://inbox/스캔 문서.pdf" in snippet
+    inbox, lake = tmp_path / "inbox", tmp_path / "lake"
+    inbox.mkdir()
+    (inbox / "invoice-0001.pdf").write_bytes(make_pdf(1001))  # refused before upload
+    (inbox / "스캔 문서.pdf").write_bytes(make_pdf(2))
+    connect(emulator.url, conn_id="upstage_default")
+    dag_file = DAGS / "readme_snippet.py"
+    dag_file.write_text(
+        snippet.replace("s3://inbox/", f"{inbox}/").replace("s3://lake/ocr", f"file://{lake}")
+    )
+    try:
+        run = load_dag(dag_file.name, "ocr_ingest").test(logical_date=DAY)
+    finally:
+        dag_file.unlink()
+
+    assert run.state == "failed"
+    landed = landed_documents(lake / "ds=2026-11-24")
+    assert list(landed) == [str(inbox / "스캔 문서.pdf")]
+    assert emulator.stats()["submissions"] == 1
+    assert task_states(run) == {
+        ("documents", -1): "success",
+        ("ocr_document.submit", 0): "failed",
+        ("ocr_document.wait_and_land", 0): "upstream_failed",
+        ("ocr_document.submit", 1): "success",
+        ("ocr_document.wait_and_land", 1): "success",
+    }
