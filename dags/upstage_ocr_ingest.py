@@ -1,9 +1,13 @@
 """
 Daily OCR ingest: every document in an input folder -> Upstage OCR -> word-level Parquet.
 
-Each document is submitted for async OCR, waited for in the triggerer (no worker slot held),
-and landed as Parquet under ``<output>/ds=<ds>/words/`` and ``.../pages/``. The last task reads
-the day's dataset back. Configure with environment variables (or edit the defaults):
+Each document has a chain of its own, the mapped task group ``ocr_document``: ``submit``
+validates the document and submits it for async OCR, then ``wait_and_land`` waits in the
+triggerer (no worker slot held) and lands Parquet under ``<output>/ds=<ds>/words/`` and
+``.../pages/``. A bad document fails only its own chain; the others still land. The last task,
+``summarize``, runs whatever happened before it, reads the day back, logs which documents landed
+and which did not, and fails the run when any did not. Configure with environment variables
+(or edit the defaults):
 
 - ``UPSTAGE_INGEST_INPUT``: folder or object-storage prefix with the documents;
 - ``UPSTAGE_INGEST_OUTPUT``: lakehouse folder or prefix (``s3://bucket/ocr``, ...);
@@ -16,9 +20,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, ObjectStoragePath, dag, task
+from airflow.sdk import Asset, ObjectStoragePath, dag, task, task_group
+from airflow.sdk.exceptions import AirflowFailException
 
 from upstage_provider.operators.ocr import UpstageOCRSubmitOperator
 from upstage_provider.sensors.ocr import UpstageOCRSensor
@@ -33,9 +39,57 @@ POLL_INTERVAL = float(os.environ.get("UPSTAGE_POLL_INTERVAL", "30"))
 # Downstream DAGs schedule on this: it is updated whenever a document's words land.
 OCR_WORDS = Asset(name="upstage_ocr_words", uri=OUTPUT if "://" in OUTPUT else f"file://{OUTPUT}")
 
+# The per-document chain's task ids, as the summary pulls them: "ocr_document.submit", ...
+GROUP = "ocr_document"
+SUBMIT = f"{GROUP}.submit"
+WAIT_AND_LAND = f"{GROUP}.wait_and_land"
+
 
 def _as_path(uri: str) -> ObjectStoragePath:
     return ObjectStoragePath(uri if "://" in uri else f"file://{Path(uri).resolve()}")
+
+
+def read_day_back(ds: str, request_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Pages, words and mean confidence per request, from the day's Parquet as a reader sees it."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    found: dict[str, dict[str, Any]] = {
+        r: {"pages": 0, "words": 0, "mean_confidence": None} for r in request_ids
+    }
+    if not request_ids:
+        return found
+    day = f"{OUTPUT.rstrip('/')}/ds={ds}"
+    ours = pads.field("request_id").isin(request_ids)
+    pages_dir, words_dir = _as_path(f"{day}/pages"), _as_path(f"{day}/words")
+    if pages_dir.exists():
+        pages = pads.dataset(pages_dir.path, filesystem=pages_dir.fs, format="parquet").to_table(
+            columns=["request_id"], filter=ours
+        )
+        for row in pc.value_counts(pages["request_id"]).to_pylist():
+            found[row["values"]]["pages"] = row["counts"]
+    if words_dir.exists():
+        words = pads.dataset(words_dir.path, filesystem=words_dir.fs, format="parquet").to_table(
+            columns=["request_id", "confidence"], filter=ours
+        )
+        per_request = words.group_by("request_id").aggregate(
+            [("confidence", "count"), ("confidence", "mean")]
+        )
+        for row in per_request.to_pylist():
+            found[row["request_id"]]["words"] = row["confidence_count"]
+            found[row["request_id"]]["mean_confidence"] = round(row["confidence_mean"] or 0.0, 4)
+    return found
+
+
+def why_not_landed(request_id: str | None, result: dict[str, Any] | None, pages_read: int) -> str | None:
+    """None when the document landed; otherwise what went wrong, in words a user can act on."""
+    if not request_id:
+        return f"not submitted: see the {SUBMIT} task log"
+    if not result:
+        return f"request {request_id} submitted but not landed: see the {WAIT_AND_LAND} task log"
+    if pages_read != result["pages"]:
+        return f"request {request_id}: {pages_read} of {result['pages']} pages read back"
+    return None
 
 
 @dag(
@@ -60,51 +114,73 @@ def upstage_ocr_ingest() -> None:
         log.info("Found %d documents in %s", len(docs), INPUT)
         return docs
 
-    submitted = UpstageOCRSubmitOperator.partial(task_id="submit", retries=2).expand(
-        document=find_documents()
-    )
-    landed = UpstageOCRSensor.partial(
-        task_id="wait_and_land",
-        output_uri=OUTPUT.rstrip("/") + "/ds={{ ds }}",
-        deferrable=True,
-        poll_interval=POLL_INTERVAL,
-        timeout=6 * 3600,
-        retries=2,
-        outlets=[OCR_WORDS],
-    ).expand(request_id=submitted.output)
-
-    @task
-    def summarize(ds: str | None = None) -> dict[str, dict[str, float]]:
-        """Read the day's dataset back, as a downstream engine would."""
-        import pyarrow.compute as pc
-        import pyarrow.dataset as pads
-
-        day = _as_path(f"{OUTPUT.rstrip('/')}/ds={ds}/words")
-        table = pads.dataset(day.path, filesystem=day.fs, format="parquet").to_table(
-            columns=["document_uri", "page", "confidence"]
+    @task_group(group_id=GROUP)
+    def ocr_document(document: str) -> None:
+        """One document's own chain: a failure here stops this document only."""
+        submitted = UpstageOCRSubmitOperator(task_id="submit", document=document, retries=2)
+        UpstageOCRSensor(
+            task_id="wait_and_land",
+            request_id=submitted.output,
+            output_uri=OUTPUT.rstrip("/") + "/ds={{ ds }}",
+            deferrable=True,
+            poll_interval=POLL_INTERVAL,
+            timeout=6 * 3600,
+            retries=2,
+            outlets=[OCR_WORDS],
         )
-        grouped = table.group_by("document_uri").aggregate(
-            [("page", "max"), ("confidence", "count"), ("confidence", "mean")]
-        )
-        summary = {}
-        for row in grouped.sort_by("document_uri").to_pylist():
-            summary[row["document_uri"]] = {
-                "pages": row["page_max"],
-                "words": row["confidence_count"],
-                "mean_confidence": round(row["confidence_mean"] or 0.0, 4),
-            }
-            log.info(
-                "%s: %d pages, %d words, mean confidence %.3f",
-                row["document_uri"],
-                row["page_max"],
-                row["confidence_count"],
-                row["confidence_mean"] or 0.0,
+
+    # One row per document with fixed keys. A dict keyed by document URI would be pushed as one
+    # XCom per URI (multiple_outputs), and a key such as "스캔 문서.pdf" cannot be pushed.
+    @task(trigger_rule="all_done", multiple_outputs=False)
+    def summarize(documents: list[str], ds: str | None = None, ti: Any = None) -> list[dict[str, Any]]:
+        """What landed and what did not, read back from the day's Parquet; fails if anything is missing."""
+        indexes = list(range(len(documents)))  # map index i is documents[i]
+        request_ids = ti.xcom_pull(task_ids=SUBMIT, map_indexes=indexes) if documents else []
+        results = ti.xcom_pull(task_ids=WAIT_AND_LAND, map_indexes=indexes) if documents else []
+        read_back = read_day_back(str(ds), [r["request_id"] for r in results if r])
+        rows, missing = [], []
+        for document, request_id, result in zip(documents, request_ids, results, strict=True):
+            counts = read_back.get(result["request_id"], {}) if result else {}
+            problem = why_not_landed(request_id, result, counts.get("pages", 0))
+            rows.append(
+                {
+                    "document": document,
+                    "request_id": request_id,
+                    "landed": problem is None,
+                    "pages": 0,
+                    "words": 0,
+                    "mean_confidence": None,
+                    **counts,
+                }
             )
-        log.info("ds=%s: %d documents, %d words", ds, len(summary), table.num_rows)
-        log.info("Mean confidence over the day: %.3f", pc.mean(table["confidence"]).as_py() or 0.0)
-        return summary
+            if problem:
+                missing.append(f"{document} ({problem})")
+                log.error("Not landed: %s: %s", document, problem)
+            else:
+                log.info(
+                    "Landed: %s: %d pages, %d words, mean confidence %.3f",
+                    document,
+                    counts["pages"],
+                    counts["words"],
+                    counts["mean_confidence"] or 0.0,
+                )
+        landed = [r for r in rows if r["landed"]]
+        log.info(
+            "ds=%s: %d of %d documents landed, %d pages, %d words",
+            ds,
+            len(landed),
+            len(rows),
+            sum(r["pages"] for r in landed),
+            sum(r["words"] for r in landed),
+        )
+        if missing:
+            raise AirflowFailException(
+                f"{len(missing)} of {len(rows)} documents did not land: " + "; ".join(missing)
+            )
+        return rows
 
-    landed >> summarize()
+    documents = find_documents()
+    ocr_document.expand(document=documents) >> summarize(documents)
 
 
 upstage_ocr_ingest()

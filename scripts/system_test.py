@@ -44,6 +44,9 @@ COMPOSE_FILE = ROOT / "docker" / "compose.yaml"
 SAMPLES = ROOT.parent / "shared" / "upstage-samples"
 BIN = Path(sys.executable).parent
 DAG_ID = "upstage_ocr_ingest"
+# The sensor of each document's chain (the mapped task group ocr_document); map index i is the
+# i-th document the DAG found.
+SENSOR_TASK_ID = "ocr_document.wait_and_land"
 EMULATOR_KEY = "system-test-key-not-a-secret"
 LATENCY_PER_PAGE = 0.3
 GENERATED_PAGES = (12, 18, 24, 30)  # distinct counts: distinct documents
@@ -559,8 +562,8 @@ def run_state(ctx: Context, run_id: str) -> str:
 
 
 def sensor_states(ctx: Context, run_id: str) -> list[str]:
-    tis = api(ctx, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100&task_id=wait_and_land")
-    return [str(ti["state"]) for ti in tis["task_instances"] if ti["task_id"] == "wait_and_land"]
+    tis = api(ctx, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100&task_id={SENSOR_TASK_ID}")
+    return [str(ti["state"]) for ti in tis["task_instances"] if ti["task_id"] == SENSOR_TASK_ID]
 
 
 def wait_for_success(ctx: Context, run_id: str) -> None:
@@ -659,7 +662,8 @@ def run_2(ctx: Context, documents: dict[str, int]) -> None:
 def current_trigger_jobs(ctx: Context, run_id: str) -> set[str]:
     base = Path(ctx.env["AIRFLOW_HOME"]) / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
     return {
-        p.name.rsplit(".", 2)[-2] for p in base.glob("task_id=wait_and_land/*/attempt=*.log.trigger.*.log")
+        p.name.rsplit(".", 2)[-2]
+        for p in base.glob(f"task_id={SENSOR_TASK_ID}/*/attempt=*.log.trigger.*.log")
     }
 
 
@@ -691,7 +695,7 @@ def check_trigger_logs(ctx: Context, run_id: str, documents: dict[str, int], res
         / "logs"
         / f"dag_id={DAG_ID}"
         / f"run_id={run_id}"
-        / "task_id=wait_and_land"
+        / f"task_id={SENSOR_TASK_ID}"
     )
     deferred, fired, by_second = 0, 0, 0
     for map_dir in sorted(base.glob("map_index=*")):

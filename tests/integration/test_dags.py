@@ -17,7 +17,7 @@ import requests
 from airflow.sdk import DAG
 from sqlalchemy import select
 
-from tests.emulator_fixtures import API_KEY
+from tests.emulator_fixtures import API_KEY, WORDS_PER_PAGE
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
@@ -192,3 +192,167 @@ def test_one_task_operator_picks_the_path_and_emits_an_asset_event(
 def server_counts(server: EmulatorServer) -> dict[str, int]:
     endpoints = server.stats()["endpoints"]
     return {name: e["total"] for name, e in endpoints.items() if name in ("sync", "submit") and e["total"]}
+
+
+def landed_documents(day: Path) -> dict[str, set[str]]:
+    """``{document_uri: {request_id, ...}}`` of the pages written under ``ds=<day>`` (none: {})."""
+    if not (day / "pages").is_dir():
+        return {}
+    table = pads.dataset(day / "pages", format="parquet").to_table(columns=["document_uri", "request_id"])
+    found: dict[str, set[str]] = {}
+    for uri, request_id in zip(
+        table["document_uri"].to_pylist(), table["request_id"].to_pylist(), strict=True
+    ):
+        found.setdefault(uri, set()).add(request_id)
+    return found
+
+
+def task_states(run: Any) -> dict[tuple[str, int], str | None]:
+    return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+
+
+def returned(run: Any, task_id: str) -> Any:
+    """What a task of this run returned, read from the XCom table."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.execute(
+            XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, key="return_value")
+            .with_only_columns(XComModel.value)
+            .limit(1)
+        ).first()
+    assert row is not None, f"{task_id} returned nothing"
+    return XComModel.deserialize_value(row)
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_ingest_lands_documents_with_korean_and_spaced_names(
+    emulator: EmulatorServer,
+    configured: Callable[[EmulatorServer], Path],
+    tmp_path: Path,
+    samples_dir: Path,
+) -> None:
+    lake = configured(emulator)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "스캔 문서.pdf").write_bytes(make_pdf(2))
+    (inbox / "영수증.pdf").write_bytes(make_pdf(1))
+    shutil.copy(samples_dir / "check_box.png", inbox / "my scan.png")
+    documents = sorted(str(p) for p in inbox.iterdir())
+
+    run = load_dag("upstage_ocr_ingest.py", "upstage_ocr_ingest").test(logical_date=DAY)
+
+    states = task_states(run)
+    assert run.state == "success", states
+    assert states[("summarize", -1)] == "success"
+    landed = landed_documents(lake / "ds=2026-11-24")
+    assert sorted(landed) == documents
+    assert all(len(ids) == 1 for ids in landed.values())
+    summary = returned(run, "summarize")
+    assert [row["document"] for row in summary] == documents
+    assert all(row["landed"] for row in summary)
+    assert [row["pages"] for row in summary] == [1, 2, 1]  # my scan.png, 스캔 문서.pdf, 영수증.pdf
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_one_bad_document_fails_its_own_chain_and_the_others_land(
+    emulator: EmulatorServer,
+    configured: Callable[[EmulatorServer], Path],
+    tmp_path: Path,
+    samples_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lake = configured(emulator)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    good = {inbox / "a-3-pages.pdf": 3, inbox / "c-check_box.png": 1}
+    (inbox / "a-3-pages.pdf").write_bytes(make_pdf(3))
+    bad = inbox / "b-1001-pages.pdf"  # over the async limit: refused before any upload
+    bad.write_bytes(make_pdf(1001))
+    shutil.copy(samples_dir / "check_box.png", inbox / "c-check_box.png")
+
+    run = load_dag("upstage_ocr_ingest.py", "upstage_ocr_ingest").test(logical_date=DAY)
+
+    assert run.state == "failed"
+    day = lake / "ds=2026-11-24"
+    landed = landed_documents(day)
+    assert sorted(landed) == sorted(str(p) for p in good)
+    pages = pads.dataset(day / "pages", format="parquet").to_table().to_pylist()
+    for doc, count in good.items():
+        assert sorted(r["page"] for r in pages if r["document_uri"] == str(doc)) == list(range(1, count + 1))
+    assert len(pages) == sum(good.values())
+    words = pads.dataset(day / "words", format="parquet").to_table(columns=["document_uri"])
+    assert set(words["document_uri"].to_pylist()) == {str(p) for p in good}
+    assert words.num_rows == sum(good.values()) * WORDS_PER_PAGE
+    # No upload of the bad file, one submission per good file: two calls, two distinct requests.
+    assert emulator.stats()["submissions"] == len(good)
+    assert emulator.stats()["endpoints"]["submit"]["total"] == len(good)
+    assert len(set.union(*landed.values())) == len(good)
+
+    states = task_states(run)
+    index = {doc: i for i, doc in enumerate(sorted(inbox.iterdir()))}
+    assert states[("ocr_document.submit", index[bad])] == "failed"
+    assert states[("ocr_document.wait_and_land", index[bad])] == "upstream_failed"
+    for doc in good:
+        assert states[("ocr_document.submit", index[doc])] == "success"
+        assert states[("ocr_document.wait_and_land", index[doc])] == "success"
+    assert states[("summarize", -1)] == "failed"
+    submit_try = next(
+        ti.try_number
+        for ti in run.get_task_instances()
+        if ti.task_id == "ocr_document.submit" and ti.map_index == index[bad]
+    )
+    assert submit_try == 1  # a permanent error: not retried
+
+    errors = task_failures(capsys.readouterr().out)
+    assert any(f"{bad.name}: 1,001 pages is over the async limit" in e for e in errors), errors
+    (summary_error,) = [e for e in errors if "did not land" in e]
+    assert "1 of 3 documents did not land" in summary_error
+    assert str(bad) in summary_error
+    assert not any(str(doc) in summary_error for doc in good)
+
+
+def task_failures(out: str) -> list[str]:
+    """The exception line of every task failure dag.test() logged to stdout, one per failed try."""
+    lines = out.splitlines()
+    return [
+        next(x for x in lines[i + 1 :] if "Exception: " in x or "Error: " in x)
+        for i, line in enumerate(lines)
+        if "Task failed with exception" in line
+    ]
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_the_readme_snippet_runs_and_a_bad_file_fails_only_its_own_chain(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'Asset("s3://lake/ocr")' in snippet
+    assert "s3://inbox/스캔 문서.pdf" in snippet
+    inbox, lake = tmp_path / "inbox", tmp_path / "lake"
+    inbox.mkdir()
+    (inbox / "invoice-0001.pdf").write_bytes(make_pdf(1001))  # refused before upload
+    (inbox / "스캔 문서.pdf").write_bytes(make_pdf(2))
+    connect(emulator.url, conn_id="upstage_default")
+    dag_file = DAGS / "readme_snippet.py"
+    dag_file.write_text(
+        snippet.replace("s3://inbox/", f"{inbox}/").replace("s3://lake/ocr", f"file://{lake}")
+    )
+    try:
+        run = load_dag(dag_file.name, "ocr_ingest").test(logical_date=DAY)
+    finally:
+        dag_file.unlink()
+
+    assert run.state == "failed"
+    landed = landed_documents(lake / "ds=2026-11-24")
+    assert list(landed) == [str(inbox / "스캔 문서.pdf")]
+    assert emulator.stats()["submissions"] == 1
+    assert task_states(run) == {
+        ("documents", -1): "success",
+        ("ocr_document.submit", 0): "failed",
+        ("ocr_document.wait_and_land", 0): "upstream_failed",
+        ("ocr_document.submit", 1): "success",
+        ("ocr_document.wait_and_land", 1): "success",
+    }
