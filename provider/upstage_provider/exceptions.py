@@ -107,6 +107,12 @@ class UpstageConnectionError(UpstageAPIError):
     """
 
     permanent = False
+    #: The wording of the first case, the only one that proves the API never saw the call.
+    NEVER_SENT = "could not connect to"
+
+    @property
+    def never_sent(self) -> bool:
+        return self.NEVER_SENT in self.message
 
 
 class DownloadURLExpiredError(UpstageAPIError):

@@ -25,9 +25,10 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 from cryptography.fernet import Fernet
+from sqlalchemy import select
 
 from tests.emulator_fixtures import pdf_bytes as make_pdf
-from upstage_provider import runtime
+from upstage_provider import ledger
 from upstage_provider.compat import AirflowException, AirflowFailException
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
@@ -247,9 +248,10 @@ def test_worker_killed_after_submit_then_the_same_task_instance_runs_again(
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
 
     worker = spawn("proc_dag_run", "upstage_reliability_pipeline", logical_date)
-    # SIGKILL the moment the API has counted the submission: the worker may not even have read
-    # the response yet, let alone finished the task.
-    wait_until(lambda: server.stats()["submissions"] >= 1, "the first submission", interval=0.002)
+    # SIGKILL the moment the ledger holds the request id: the worker may not even have returned
+    # from the submit call, let alone finished the task. (A kill between the upload and that record
+    # is a different case: the retry submits again; see tests/reliability/test_ledger.py.)
+    wait_until(lambda: _recorded_request(logical_date) is not None, "the recorded submission", interval=0.002)
     worker.kill()
     assert server.stats()["submissions"] == 1
     assert not (lake / "words").exists()
@@ -262,7 +264,7 @@ def test_worker_killed_after_submit_then_the_same_task_instance_runs_again(
         server.set_faults(FaultConfig())
 
     # Same dag_id, task_id, run_id (manual__<logical date>) and map_index: the same task instance.
-    retry = spawn("proc_dag_run", "upstage_reliability_pipeline", logical_date)
+    retry = spawn("proc_dag_run", "upstage_reliability_pipeline", logical_date, "--rerun")
     assert retry.expect("RUN_ID") == f"manual__{logical_date}"
     assert retry.expect("STATE") == "success"
     assert retry.proc.wait(PATIENCE) == 0
@@ -276,27 +278,42 @@ def test_worker_killed_after_submit_then_the_same_task_instance_runs_again(
     assert pads.dataset(lake / "pages").to_table().num_rows == PAGES
 
 
-def test_an_unrecorded_submission_is_only_reattached_when_the_api_pins_it_down(
-    emulator: EmulatorServer, connect: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+def _recorded_request(logical_date: str) -> str | None:
+    """The request id the submit task's ledger entry holds in the task state store, if any yet."""
+    from airflow.models.task_state_store import TaskStateStoreModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        values = session.scalars(
+            select(TaskStateStoreModel.value).where(
+                TaskStateStoreModel.run_id == f"manual__{logical_date}",
+                TaskStateStoreModel.task_id == "submit",
+            )
+        ).all()
+    for value in values:
+        request_id = json.loads(value).get("request_id")
+        if request_id:
+            return str(request_id)
+    return None
+
+
+def test_the_opt_in_reattachment_takes_only_the_one_request_with_the_documents_page_sizes(
+    emulator: EmulatorServer, connect: Callable[..., str]
 ) -> None:
-    """The look-up behind scenario 6: never guess between candidates, never take a recorded one."""
+    """``reattach_unrecorded``'s look-up: page count, every page's size, the window, one match only."""
     hook = UpstageOCRHook(connect(emulator.url))
-    doc = load_document(make_pdf(PAGES), name="scan.pdf")
-    recorded: set[str] = set()
-    monkeypatch.setattr(runtime, "recorded_document", lambda rid: {} if rid in recorded else None)
+    letter = load_document(make_pdf(PAGES), name="scan.pdf")
     since = time.time()
-    ours = hook.submit(doc)
-    other_pages = hook.submit(load_document(make_pdf(PAGES + 1), name="other.pdf"))
-    # Until the API has counted a request's pages it cannot be told apart: let it count them.
-    wait_until(lambda: hook.get_request(other_pages).total_pages is not None, "page count", interval=0.02)
-    assert runtime.find_unrecorded_submission(hook, doc, since) == ours
-    assert runtime.find_unrecorded_submission(hook, doc, since - runtime.PENDING_AFTER - 60) is None
-    twin = hook.submit(doc)  # e.g. another task instance killed at the same moment
-    wait_until(lambda: hook.get_request(twin).total_pages is not None, "page count", interval=0.02)
-    assert runtime.find_unrecorded_submission(hook, doc, since) is None
-    recorded.add(twin)
-    assert runtime.find_unrecorded_submission(hook, doc, since) == ours
-    assert other_pages not in (ours, twin)
+    ours = hook.submit(letter)
+    same_count_other_size = hook.submit(load_document(make_pdf(PAGES, size=(595, 842)), name="a4.pdf"))
+    other_count = hook.submit(load_document(make_pdf(PAGES + 1), name="other.pdf"))
+    for request_id in (ours, same_count_other_size, other_count):
+        wait_until(lambda r=request_id: _state(hook.conn_id, r) is RequestState.COMPLETED, "completion", 0.02)
+    assert ledger.find_unrecorded_submission(hook, letter, since) == ours
+    assert ledger.find_unrecorded_submission(hook, letter, since - ledger.PENDING_AFTER - 60) is None
+    twin = hook.submit(letter)  # e.g. another task instance killed at the same moment
+    wait_until(lambda: _state(hook.conn_id, twin) is RequestState.COMPLETED, "completion", 0.02)
+    assert ledger.find_unrecorded_submission(hook, letter, since) is None, "two matches: never guess"
     hook.close()
 
 
@@ -431,7 +448,7 @@ def test_full_disk_fails_the_operator_for_a_retry_naming_the_file_and_leaves_not
     assert server.stats()["endpoints"]["sync"]["total"] == 1
 
 
-def test_read_only_output_fails_the_sensor_for_good_naming_the_file_and_keeps_the_earlier_one(
+def test_read_only_output_fails_the_sensor_for_good_before_it_waits_and_keeps_the_earlier_files(
     make_emulator: Callable[..., EmulatorServer],
     connect: Callable[..., str],
     mounts: list[Path],
@@ -453,17 +470,20 @@ def test_read_only_output_fails_the_sensor_for_good_naming_the_file_and_keeps_th
         poll_interval=0.05,
     )
     wait_until(lambda: _state(conn_id, request_id) is RequestState.COMPLETED, "the request", interval=0.05)
-    first = sensor.execute({})  # the earlier, good version
+    sensor.execute({})  # the earlier, good version
     before = {name: (lake / name).read_bytes() for name in _files(lake)}
     assert len(before) == 2
 
     _mount("--bind", str(lake), str(lake))
     mounts.append(lake)
     _mount("-o", "remount,bind,ro", str(lake))
+    calls = server.stats()["endpoints"]["status"]["total"]
     with pytest.raises(AirflowFailException) as raised:
         sensor.execute({})
     message = str(raised.value)
-    assert f"could not write {lake}/" in message
+    # Found before the wait and the download, not after them.
+    assert f"output_uri {lake} is not writable" in message
     assert "Read-only file system" in message
-    assert first["words_uri"].rsplit("/", 1)[-1] in message
+    assert "check permissions or choose another output_uri" in message
+    assert server.stats()["endpoints"]["status"]["total"] == calls
     assert {name: (lake / name).read_bytes() for name in _files(lake)} == before

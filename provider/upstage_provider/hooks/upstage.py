@@ -742,7 +742,7 @@ def _connection_error(exc: Exception, what: str, url: str) -> UpstageConnectionE
     host = urlsplit(url).netloc
     failure = _connection_failure(exc)
     if failure == "connect":
-        text = f"could not connect to {host}"
+        text = f"{UpstageConnectionError.NEVER_SENT} {host}"
     elif failure == "timeout":
         text = f"{host} did not answer in time"
     else:

@@ -13,14 +13,22 @@ from upstage_provider.compat import AirflowException, AirflowFailException, conf
 from upstage_provider.documents import MAX_SYNC_PAGES, Document, validate_document
 from upstage_provider.exceptions import DocumentError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
+from upstage_provider.ledger import (
+    DEFAULT_RETENTION,
+    DOCUMENT_XCOM_KEY,
+    Ledger,
+    document_handoff,
+    submit_once,
+)
 from upstage_provider.parquet import DocumentMeta
 from upstage_provider.runtime import (
     airflow_error,
+    check_output_writable,
+    failed_for_good,
     land,
     land_request,
     raise_for_event,
     read_document,
-    submit_once,
     waiting_trigger,
 )
 from upstage_provider.status import RequestInfo
@@ -35,13 +43,20 @@ class UpstageOCRSubmitOperator(BaseOperator):
     """
     Validate a document and submit it for async OCR; returns the request id.
 
-    A retry of this task reattaches to the request its earlier try submitted (unless that
-    request failed) instead of paying for the document again: each submission is recorded in
-    an Airflow Variable keyed by the task instance and the document's SHA-256.
+    A retry (or a cleared rerun) of this task reattaches to the request its earlier try
+    submitted, unless that request failed or the API no longer knows it, instead of paying for
+    the document again. Submissions are recorded in the submission ledger
+    (:mod:`upstage_provider.ledger`): the task state store on Airflow 3.3, Variables before.
+    The document's URI and SHA-256 go to XCom (key ``upstage_document``) for the sensor.
 
     :param document: local path or object-storage URI (``s3://``, ``gs://``, ``file://``, ...).
     :param conn_id: the ``upstage`` connection.
     :param model: ``ocr`` or a pinned model version.
+    :param reattach_unrecorded: when an earlier try died between the upload and recording the
+        request id, reattach to a request the API lists that matches the document's page count,
+        every page's size and the time of the upload, instead of submitting again. Off by
+        default: the API cannot prove such a request is this document's, and landing another
+        document's words is worse than paying twice.
     """
 
     template_fields: Sequence[str] = ("document", "conn_id", "model")
@@ -53,23 +68,31 @@ class UpstageOCRSubmitOperator(BaseOperator):
         document: Any,
         conn_id: str = UpstageOCRHook.default_conn_name,
         model: str = "ocr",
+        reattach_unrecorded: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.document = document
         self.conn_id = conn_id
         self.model = model
+        self.reattach_unrecorded = reattach_unrecorded
 
     def execute(self, context: Context) -> str:
         doc = _read(self.document, "async")
         hook = UpstageOCRHook(self.conn_id)
+        ledger = Ledger(context, doc.sha256, self.model)
         try:
-            request_id, _ = submit_once(hook, context, doc, str(self.document), self.model)
+            entry, _ = submit_once(
+                hook, ledger, doc, str(self.document), reattach_unrecorded=self.reattach_unrecorded
+            )
         except UpstageError as exc:
+            if failed_for_good(context, exc):
+                ledger.forget_if_variable()
             raise airflow_error(exc) from None
         finally:
             hook.close()
-        return request_id
+        context["ti"].xcom_push(key=DOCUMENT_XCOM_KEY, value=document_handoff(entry, ledger.variable_key))
+        return str(entry.request_id)
 
 
 class UpstageOCROperator(BaseOperator):
@@ -89,6 +112,7 @@ class UpstageOCROperator(BaseOperator):
     :param deferrable: wait for async results in the triggerer, not a worker slot.
     :param poll_interval: seconds between status calls on the async path.
     :param timeout: how long to wait for an async request.
+    :param reattach_unrecorded: see :class:`UpstageOCRSubmitOperator`.
     """
 
     template_fields: Sequence[str] = ("document", "output_uri", "conn_id", "model")
@@ -105,6 +129,7 @@ class UpstageOCROperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
         timeout: float | timedelta = timedelta(hours=24),
+        reattach_unrecorded: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -118,13 +143,16 @@ class UpstageOCROperator(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        self.reattach_unrecorded = reattach_unrecorded
 
     def execute(self, context: Context) -> dict[str, Any] | None:
         doc = _read(self.document, None)
         path = self._path_for(doc)
         _read(doc, path)
+        check_output_writable(self.output_uri)
         self.log.info("%s: %s pages, %s path", self.document, doc.page_count or "?", path)
         hook = UpstageOCRHook(self.conn_id)
+        ledger = self._ledger(context, doc.sha256)
         try:
             if path == "sync":
                 result = hook.ocr(doc, model=self.model)
@@ -135,12 +163,21 @@ class UpstageOCROperator(BaseOperator):
                     context=context,
                     outlets=self.outlets,
                 )
-            request_id, _ = submit_once(hook, context, doc, str(self.document), self.model)
-            return self._wait_and_land(hook, context, request_id, doc)
+            entry, _ = submit_once(
+                hook, ledger, doc, str(self.document), reattach_unrecorded=self.reattach_unrecorded
+            )
+            return self._wait_and_land(hook, context, str(entry.request_id), doc)
         except UpstageError as exc:
+            if failed_for_good(context, exc):
+                ledger.forget_if_variable()
             raise airflow_error(exc) from None
         finally:
             hook.close()
+
+    def _ledger(self, context: Context, sha256: str) -> Ledger:
+        # The entry must outlive the wait (and the task's retries) to be of use to a retry.
+        wait = timedelta(seconds=self.timeout) + (self.retries or 0) * self.retry_delay
+        return Ledger(context, sha256, self.model, retention=max(DEFAULT_RETENTION, 2 * wait))
 
     def _path_for(self, doc: Document) -> Literal["sync", "async"]:
         if self.mode != "auto":
@@ -173,7 +210,11 @@ class UpstageOCROperator(BaseOperator):
     def execute_complete(
         self, context: Context, event: dict[str, Any], document_sha256: str = ""
     ) -> dict[str, Any]:
-        request_id = raise_for_event(event)
+        try:
+            request_id = raise_for_event(event)
+        except AirflowFailException:
+            self._ledger(context, document_sha256).forget_if_variable()
+            raise
         hook = UpstageOCRHook(self.conn_id)
         try:
             return self._land_request(hook, context, request_id, document_sha256, None)
@@ -183,15 +224,22 @@ class UpstageOCROperator(BaseOperator):
     def _land_request(
         self, hook: UpstageOCRHook, context: Context, request_id: str, sha256: str, info: RequestInfo | None
     ) -> dict[str, Any]:
-        return land_request(
-            hook,
-            request_id,
-            info,
-            output_uri=self.output_uri,
-            meta=DocumentMeta(str(self.document), sha256, request_id),
-            context=context,
-            outlets=self.outlets,
-        )
+        ledger = self._ledger(context, sha256)
+        try:
+            summary = land_request(
+                hook,
+                request_id,
+                info,
+                output_uri=self.output_uri,
+                meta=DocumentMeta(str(self.document), sha256, request_id),
+                context=context,
+                outlets=self.outlets,
+            )
+        except AirflowFailException:
+            ledger.forget_if_variable()
+            raise
+        ledger.forget_if_variable()
+        return summary
 
 
 def _read(document: Any, mode: Literal["sync", "async"] | None) -> Document:

@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from upstage_provider.compat import AirflowSensorTimeout, conf
+from upstage_provider.compat import AirflowFailException, AirflowSensorTimeout, conf
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
+from upstage_provider.ledger import delete_variable, find_handoff
 from upstage_provider.parquet import DocumentMeta
 from upstage_provider.runtime import (
     airflow_error,
+    check_output_writable,
     land_request,
     raise_for_event,
     read_document,
-    recorded_document,
     waiting_trigger,
 )
 from upstage_provider.status import RequestInfo
@@ -39,8 +40,9 @@ class UpstageOCRSensor(BaseSensorOperator):
     :param request_id: the request to wait for (usually ``UpstageOCRSubmitOperator``'s output).
     :param output_uri: folder (local path or object-storage URI) that receives the Parquet.
     :param conn_id: the ``upstage`` connection.
-    :param document: the submitted document, when the request was not submitted by
-        ``UpstageOCRSubmitOperator`` (which records it); gives the ``document_uri``/``sha256`` columns.
+    :param document: the submitted document, when the request was not submitted by an upstream
+        ``UpstageOCRSubmitOperator`` (whose XCom ``upstage_document`` names it); gives the
+        ``document_uri``/``document_sha256`` columns.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param poll_interval: seconds between status calls.
     """
@@ -69,6 +71,8 @@ class UpstageOCRSensor(BaseSensorOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> Any:
+        # Hours of waiting must not end in a write that cannot succeed.
+        check_output_writable(self.output_uri)
         if not self.deferrable:
             return super().execute(context)
         trigger, backstop = waiting_trigger(self.request_id, self.conn_id, self.poll_interval, self.timeout)
@@ -94,7 +98,11 @@ class UpstageOCRSensor(BaseSensorOperator):
             hook.close()
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        raise_for_event(event, timeout_error=AirflowSensorTimeout)
+        try:
+            raise_for_event(event, timeout_error=AirflowSensorTimeout)
+        except AirflowFailException:
+            self._forget_submission(context)
+            raise
         hook = UpstageOCRHook(self.conn_id)
         try:
             return self._land(context, hook, None)
@@ -108,26 +116,42 @@ class UpstageOCRSensor(BaseSensorOperator):
             raise airflow_error(exc) from None
 
     def _land(self, context: Context, hook: UpstageOCRHook, info: RequestInfo | None) -> dict[str, Any]:
-        return land_request(
-            hook,
-            self.request_id,
-            info,
-            output_uri=self.output_uri,
-            meta=self._meta(),
-            context=context,
-            outlets=self.outlets,
-        )
+        try:
+            summary = land_request(
+                hook,
+                self.request_id,
+                info,
+                output_uri=self.output_uri,
+                meta=self._meta(context),
+                context=context,
+                outlets=self.outlets,
+            )
+        except AirflowFailException:
+            self._forget_submission(context)
+            raise
+        self._forget_submission(context)
+        return summary
 
-    def _meta(self) -> DocumentMeta:
+    def _meta(self, context: Context) -> DocumentMeta:
         if self.document:
             doc = read_document(self.document)
             return DocumentMeta(str(self.document), doc.sha256, self.request_id)
-        recorded = recorded_document(self.request_id)
-        if recorded:
-            return DocumentMeta(recorded["document_uri"], recorded["document_sha256"], self.request_id)
+        handoff = self._handoff(context)
+        if handoff:
+            return DocumentMeta(handoff["document_uri"], handoff["document_sha256"], self.request_id)
         self.log.warning(
-            "Upstage request %s was not submitted by UpstageOCRSubmitOperator and no `document` was "
-            "given: document_uri and document_sha256 are left unknown",
+            "Upstage request %s was not submitted by an upstream UpstageOCRSubmitOperator and no "
+            "`document` was given: document_uri and document_sha256 are left unknown",
             self.request_id,
         )
         return DocumentMeta(f"upstage://requests/{self.request_id}", "", self.request_id)
+
+    def _handoff(self, context: Context) -> dict[str, Any] | None:
+        return find_handoff(context, self.upstream_task_ids, self.request_id)
+
+    def _forget_submission(self, context: Context) -> None:
+        """On Airflow 3.1/3.2 the submit task's ledger Variable goes once the document is done."""
+        handoff = self._handoff(context)
+        key = handoff.get("ledger_variable") if handoff else None
+        if key:
+            delete_variable(str(key))
