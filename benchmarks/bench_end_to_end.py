@@ -7,7 +7,7 @@ defers to ``UpstageOCRTrigger``; when the trigger fires, ``execute_complete`` do
 batches and writes Parquet. This benchmark drives that same logic without a scheduler: the
 tasks run in a pool of worker-slot threads, every trigger runs in one asyncio event loop (as in
 a triggerer, rebuilt from its serialized form), and an event hands ``execute_complete`` back to
-a worker slot. Airflow Variables (the submission ledger) live in memory.
+a worker slot. The task state store (the submission ledger) lives in memory.
 
 The emulator (synthetic engine, seeded) sleeps a fixed time per page and reads batches of 10
 pages on a fixed number of workers. The emulator-bound limit is the time it needs to produce
@@ -30,14 +30,12 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import common
 
@@ -162,38 +160,52 @@ def bare_emulator_run(paths: Sequence[Path], sizes: Sizes) -> list[float]:
 # --- what Airflow would provide ---------------------------------------------------------------
 
 
-class MemoryVariables:
-    """The part of ``airflow.sdk.Variable`` the submission ledger uses, in memory and thread-safe."""
+class MemoryStateStore:
+    """The part of the task state store the submission ledger uses, in memory and thread-safe."""
 
     def __init__(self) -> None:
-        self._values: dict[str, str] = {}
+        self._values: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str, default: Any = None, deserialize_json: bool = False) -> Any:
+    def get(self, key: str, default: Any = None) -> Any:
         with self._lock:
-            value = self._values.get(key)
-        if value is None:
-            return default
-        return json.loads(value) if deserialize_json else value
+            return json.loads(self._values[key]) if key in self._values else default
 
-    def set(self, key: str, value: Any, serialize_json: bool = False, **_: Any) -> None:
-        text = json.dumps(value) if serialize_json else str(value)
+    def set(self, key: str, value: Any, **_: Any) -> None:
         with self._lock:
-            self._values[key] = text
+            self._values[key] = json.dumps(value)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._values.pop(key, None)
 
 
 @dataclass(frozen=True)
 class TaskInstance:
-    """What ``submission_key`` reads from the context's ``ti``."""
+    """What the operators read from the context's ``ti``; XComs pushed to it are dropped."""
 
     dag_id: str
     task_id: str
     run_id: str
     map_index: int
 
+    def xcom_push(self, key: str, value: Any) -> None:
+        json.dumps(value)  # what a real XCom backend would refuse, this refuses too
+
+
+_STATE_STORES: dict[tuple[str, int], MemoryStateStore] = {}
+_STATE_LOCK = threading.Lock()
+
 
 def context(task_id: str, map_index: int) -> dict[str, Any]:
-    return {"ti": TaskInstance(DAG_ID, task_id, RUN_ID, map_index), "ds": DS, "run_id": RUN_ID}
+    with _STATE_LOCK:
+        store = _STATE_STORES.setdefault((task_id, map_index), MemoryStateStore())
+    return {
+        "ti": TaskInstance(DAG_ID, task_id, RUN_ID, map_index),
+        "task_state_store": store,
+        "ds": DS,
+        "run_id": RUN_ID,
+    }
 
 
 def as_task_runner(op: Any) -> dict[str, Any]:
@@ -201,15 +213,6 @@ def as_task_runner(op: Any) -> dict[str, Any]:
     from airflow.sdk.bases.operator import ExecutorSafeguard
 
     return {f"{type(op).__name__}__sentinel": ExecutorSafeguard.sentinel_value}
-
-
-@contextmanager
-def in_memory_variables() -> Iterator[MemoryVariables]:
-    from upstage_provider import runtime
-
-    variables = MemoryVariables()
-    with mock.patch.object(runtime, "Variable", variables):
-        yield variables
 
 
 # --- the DAG's task logic, driven directly ------------------------------------------------------
@@ -325,6 +328,8 @@ class Pipeline:
         op = UpstageOCRSensor(
             task_id="wait_and_land",
             request_id=request_id,
+            # Outside a DAG the sensor has no upstream submit task whose XCom names the document.
+            document=str(self.paths[index]),
             output_uri=self.output_uri,
             conn_id=common.CONN_ID,
             deferrable=True,
@@ -508,7 +513,6 @@ def main() -> int:
         paths = write_documents(inbox, pages)
         output = Path(tmp) / "lake" / f"ds={DS}"
         with (
-            in_memory_variables(),
             common.emulator(
                 words_per_page=sizes.words_per_page,
                 workers=sizes.emulator_workers,
@@ -545,8 +549,8 @@ def main() -> int:
             f"once every submission is done) UpstageOCRSensor(deferrable=True, poll_interval="
             f"{sizes.poll_interval} s) execute, its UpstageOCRTrigger rebuilt from serialize() and run "
             f"in one asyncio loop (the triggerer), then execute_complete writing Parquet. Tasks run in "
-            f"{sizes.slots} worker-slot threads; no scheduler, so no scheduling latency; Variables "
-            f"(the submission ledger) in memory. In-process emulator, synthetic engine "
+            f"{sizes.slots} worker-slot threads; no scheduler, so no scheduling latency; task state "
+            f"store (the submission ledger) in memory. In-process emulator, synthetic engine "
             f"({sizes.words_per_page} words/page), {sizes.latency_per_page} s/page, batches of "
             f"{BATCH_SIZE} pages, {sizes.emulator_workers} workers. Emulator-bound limit: its batches "
             f"in submission order on its workers, everything submitted at t=0 (computed; checked "

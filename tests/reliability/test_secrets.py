@@ -95,6 +95,7 @@ def test_the_api_key_is_found_nowhere_after_runs_that_succeed_retry_and_fail(
     # The trigger as the sensor builds it, serialized as the triggerer stores it.
     from airflow.models import TaskInstance
     from airflow.models import Variable as VariableModel
+    from airflow.models.task_state_store import TaskStateStoreModel
     from airflow.models.trigger import Trigger
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -112,12 +113,16 @@ def test_the_api_key_is_found_nowhere_after_runs_that_succeed_retry_and_fail(
         found["xcom values"] = sum(count(repr(x.value)) for x in xcoms)
         variables = session.scalars(select(VariableModel)).all()
         found["variables"] = sum(count(f"{v.key}={v.val}") for v in variables)
+        ledger = session.scalars(
+            select(TaskStateStoreModel).where(TaskStateStoreModel.run_id.in_(run_ids))
+        ).all()
+        found["task state store"] = sum(count(f"{e.key}={e.value}") for e in ledger)
         tis = session.scalars(select(TaskInstance).where(TaskInstance.run_id.in_(run_ids))).all()
         found["task instances"] = sum(
             count(repr(ti.next_kwargs)) + count(repr(ti.rendered_map_index)) for ti in tis
         )
     assert len(xcoms) >= 2  # the request id and the sensor's summary of the successful run
-    assert any(v.key.startswith("upstage_request__") for v in variables)  # the ledger is there
+    assert any(e.key.startswith("upstage_submission.") for e in ledger)  # the ledger is there
 
     # Exception texts straight from the hook, for the refused key and a status call.
     hook = UpstageOCRHook("upstage_default")
