@@ -448,6 +448,50 @@ def test_full_disk_fails_the_operator_for_a_retry_naming_the_file_and_leaves_not
     assert server.stats()["endpoints"]["sync"]["total"] == 1
 
 
+class DictStateStore(dict):  # type: ignore[type-arg]
+    """The task state store's calls the ledger makes, for an operator run outside a DAG."""
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        self[key] = value
+
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_read_only_output_fails_the_operator_before_any_paid_call(
+    mode: str,
+    make_emulator: Callable[..., EmulatorServer],
+    connect: Callable[..., str],
+    mounts: list[Path],
+    tmp_path: Path,
+) -> None:
+    server = make_emulator()
+    conn_id = connect(server.url)
+    document = tmp_path / "scan.pdf"
+    document.write_bytes(make_pdf(2))
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    _mount("--bind", str(lake), str(lake))
+    mounts.append(lake)
+    _mount("-o", "remount,bind,ro", str(lake))
+    operator = UpstageOCROperator(
+        task_id="ocr",
+        document=str(document),
+        output_uri=str(lake / "ds=2026-11-24"),
+        conn_id=conn_id,
+        mode=mode,
+    )
+    with pytest.raises(AirflowFailException) as raised:
+        operator.execute({"task_state_store": DictStateStore()})  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert "Read-only file system" in message
+    assert "check permissions or choose another output_uri" in message
+    assert calls(server, "sync") + calls(server, "submit") == 0, "OCR that cannot be written was paid for"
+    assert server.stats()["submissions"] == 0
+    assert _files(lake) == []
+
+
 def test_read_only_output_fails_the_sensor_for_good_before_it_waits_and_keeps_the_earlier_files(
     make_emulator: Callable[..., EmulatorServer],
     connect: Callable[..., str],

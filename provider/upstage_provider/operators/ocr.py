@@ -152,7 +152,7 @@ class UpstageOCROperator(BaseOperator):
         check_output_writable(self.output_uri)
         self.log.info("%s: %s pages, %s path", self.document, doc.page_count or "?", path)
         hook = UpstageOCRHook(self.conn_id)
-        ledger = self._ledger(context, doc.sha256)
+        ledger: Ledger | None = None
         try:
             if path == "sync":
                 result = hook.ocr(doc, model=self.model)
@@ -163,12 +163,13 @@ class UpstageOCROperator(BaseOperator):
                     context=context,
                     outlets=self.outlets,
                 )
+            ledger = self._ledger(context, doc.sha256)
             entry, _ = submit_once(
                 hook, ledger, doc, str(self.document), reattach_unrecorded=self.reattach_unrecorded
             )
             return self._wait_and_land(hook, context, str(entry.request_id), doc)
         except UpstageError as exc:
-            if failed_for_good(context, exc):
+            if ledger is not None and failed_for_good(context, exc):
                 ledger.forget_if_variable()
             raise airflow_error(exc) from None
         finally:
