@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import errno
+import fcntl
 import hashlib
 import json
 import logging
+import multiprocessing
 import re
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -24,13 +30,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from upath import UPath
 
-from upstage_provider import __version__
+from tests import parquet_race
+from upstage_provider import __version__, parquet
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.models import OCRResult, Page, Word, parse_ocr_response
 from upstage_provider.parquet import (
     PAGES_SCHEMA,
     WORDS_SCHEMA,
     DocumentMeta,
+    ParquetPairMismatchError,
     ParquetWriteError,
     WriteSummary,
     output_file_name,
@@ -638,6 +646,274 @@ def test_failing_write_leaves_nothing(multi_page: Sample) -> None:
 def test_bad_output_uri_is_a_type_error(multi_page: Sample) -> None:
     with pytest.raises(TypeError, match="output_uri"):
         write([multi_page.result], 42, multi_page.meta)
+
+
+# --- concurrent writers of one document ---------------------------------------------------------
+
+#: Rounds of the two-writer race; unfixed, about one round in five ended with a mixed pair.
+RACE_ROUNDS = 200
+#: A guard against a hung or dead child, not a performance bound.
+RACE_PATIENCE = 120.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RaceRound:
+    number: int
+    words: tuple[str | None, ...]  # (request_id column, upstage.request_id, upstage.write_id)
+    pages: tuple[str | None, ...]
+    outcomes: dict[int, tuple[str, str]]  # writer -> ("ok" or the exception type's name, message)
+
+    @property
+    def mixed(self) -> bool:
+        return self.words != self.pages
+
+
+def published_write(path: Path) -> tuple[str | None, ...]:
+    """Which write a published file came from, as its rows and its footer say."""
+    found = pq.read_metadata(path).metadata or {}
+    column = pq.read_table(path, columns=["request_id"]).column(0).unique().to_pylist()
+    assert len(column) == 1, f"{path} mixes rows of several writes: {column}"
+
+    def key(name: str) -> str | None:
+        value = found.get(f"upstage.{name}".encode())
+        return value.decode() if value is not None else None
+
+    return column[0], key("request_id"), key("write_id")
+
+
+def race_two_writers(root: Path, *, unlocked: bool, rounds: int = RACE_ROUNDS) -> list[RaceRound]:
+    """Two processes write the same document at the same moment, ``rounds`` times over.
+
+    Both wait at a barrier with this process before each round, so their writes really overlap;
+    after each round this process reads which write each published file came from.
+    """
+    context = multiprocessing.get_context("spawn")
+    start, done = context.Barrier(3), context.Barrier(3)
+    outcomes = context.Queue()
+    writers = [
+        context.Process(
+            target=parquet_race.race_writer,
+            args=(str(root), unlocked, writer, rounds, start, done, outcomes),
+            daemon=True,
+        )
+        for writer in (1, 2)
+    ]
+    for process in writers:
+        process.start()
+    name = output_file_name(parquet_race.DOCUMENT_URI)
+    seen: list[RaceRound] = []
+    try:
+        for number in range(rounds):
+            start.wait(RACE_PATIENCE)
+            done.wait(RACE_PATIENCE)
+            reports = [outcomes.get(timeout=RACE_PATIENCE) for _ in writers]
+            assert {report[0] for report in reports} == {number}
+            seen.append(
+                RaceRound(
+                    number,
+                    published_write(root / "words" / name),
+                    published_write(root / "pages" / name),
+                    {writer: (outcome, detail) for _, writer, outcome, detail in reports},
+                )
+            )
+    finally:
+        start.abort()
+        done.abort()
+        for process in writers:
+            process.join(RACE_PATIENCE)
+            if process.is_alive():
+                process.kill()
+    assert [process.exitcode for process in writers] == [0, 0]
+    return seen
+
+
+def race_report(rounds: list[RaceRound]) -> str:
+    mixed = [r for r in rounds if r.mixed]
+    failed = [r for r in rounds if any(outcome != "ok" for outcome, _ in r.outcomes.values())]
+    wins = collections.Counter(r.words[0][-1] for r in rounds if r.words[0] and not r.mixed)
+    example = (
+        f"; first: round {mixed[0].number} words {mixed[0].words} pages {mixed[0].pages}" if mixed else ""
+    )
+    return (
+        f"{len(mixed)} of {len(rounds)} rounds left words and pages from different writes, "
+        f"{len(failed)} had a failed writer, consistent rounds won by writer {dict(wins)}{example}"
+    )
+
+
+def test_concurrent_writers_on_local_disk_leave_a_consistent_pair(tmp_path: Path) -> None:
+    """Same document, same moment, two processes: the pair is always one write's, and nobody fails."""
+    root = tmp_path / "lake"
+    rounds = race_two_writers(root, unlocked=False)
+    report = race_report(rounds)
+    assert not [r for r in rounds if r.mixed], report
+    for r in rounds:
+        assert r.outcomes == {1: ("ok", ""), 2: ("ok", "")}, report
+        assert r.words[0] in (parquet_race.request_id(r.number, 1), parquet_race.request_id(r.number, 2))
+        assert r.words[0] == r.words[1]
+    name = output_file_name(parquet_race.DOCUMENT_URI)
+    assert files_in(root / "words") == files_in(root / "pages") == [name]
+    assert files_in(root) == ["pages", "words"], "the lock file is removed after each write"
+
+
+def test_concurrent_writers_without_file_locks_never_leave_an_unnoticed_mismatch(tmp_path: Path) -> None:
+    """No locks (as on an object store): a mixed pair always fails one of the writers, by name."""
+    rounds = race_two_writers(tmp_path / "lake", unlocked=True)
+    report = race_report(rounds)
+    for r in rounds:
+        failures = {outcome for outcome, _ in r.outcomes.values()} - {"ok"}
+        assert failures <= {"ParquetPairMismatchError"}, (r, report)
+        if r.mixed:
+            assert failures, f"round {r.number}: a mixed pair went unnoticed ({report})"
+
+
+class InterleavingFileSystem(SharedMemoryFileSystem):
+    """Runs ``between`` right after one chosen move, so a test can put another writer there."""
+
+    protocol = ("interleave",)
+    after: str = ""
+    between: Any = None
+
+    def mv(self, path1: Any, path2: Any, *args: Any, **kwargs: Any) -> None:
+        super().mv(path1, path2, *args, **kwargs)
+        cls = type(self)
+        if cls.between is not None and f"/{cls.after}/" in str(path2):
+            between, cls.between = cls.between, None
+            between()
+
+
+@pytest.fixture
+def interleave() -> Iterator[type[InterleavingFileSystem]]:
+    fsspec.register_implementation("interleave", InterleavingFileSystem, clobber=True)
+    yield InterleavingFileSystem
+    InterleavingFileSystem.between = None
+
+
+def footer_write_ids(summary: WriteSummary) -> tuple[bytes | None, bytes | None]:
+    memory = fsspec.filesystem("memory")
+
+    def write_id(uri: str) -> bytes | None:
+        with memory.open(uri.replace("interleave://", "memory://"), "rb") as handle:
+            return (pq.read_metadata(handle).metadata or {}).get(b"upstage.write_id")
+
+    return write_id(summary.words_uri), write_id(summary.pages_uri)
+
+
+def test_a_mixed_pair_fails_the_writer_that_left_it(
+    multi_page: Sample, interleave: type[InterleavingFileSystem]
+) -> None:
+    """Run B writes the whole pair between run A's two renames: A's words now sit beside B's pages."""
+    root = memory_root()
+    meta_b = dataclasses.replace(multi_page.meta, request_id="req-b")
+    other: list[WriteSummary] = []
+    interleave.after = "pages"
+    interleave.between = lambda: other.append(write([multi_page.result], root, meta_b))
+
+    with pytest.raises(ParquetPairMismatchError) as caught:
+        write([multi_page.result], root.replace("memory://", "interleave://"), multi_page.meta)
+    error = caught.value
+    name = output_file_name(multi_page.meta.document_uri)
+    assert isinstance(error, UpstageError)
+    assert error.permanent is False, "a rerun writes the pair again"
+    assert f"/words/{name} and " in str(error)
+    assert f"/pages/{name} has upstage.write_id {other[0].write_id}, this run wrote {error.write_id}" in str(
+        error
+    )
+    assert "do not share an output location between concurrent runs" in str(error)
+    words_id, pages_id = footer_write_ids(other[0])
+    assert (words_id, pages_id) == (error.write_id.encode(), str(other[0].write_id).encode())
+
+    rerun = write([multi_page.result], root, multi_page.meta)
+    assert footer_write_ids(rerun) == (str(rerun.write_id).encode(),) * 2
+
+
+def test_a_writer_replaced_whole_right_after_it_published_succeeds(
+    multi_page: Sample, interleave: type[InterleavingFileSystem], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Run B writes the whole pair after run A's second rename: the pair is B's, A was superseded."""
+    root = memory_root()
+    meta_b = dataclasses.replace(multi_page.meta, request_id="req-b")
+    other: list[WriteSummary] = []
+    interleave.after = "words"
+    interleave.between = lambda: other.append(write([multi_page.result], root, meta_b))
+
+    with caplog.at_level(logging.WARNING, logger="upstage_provider.parquet"):
+        first = write([multi_page.result], root.replace("memory://", "interleave://"), multi_page.meta)
+    assert footer_write_ids(first) == (str(other[0].write_id).encode(),) * 2
+    assert f"replaced by a concurrent write (upstage.write_id {other[0].write_id})" in caplog.text
+
+
+def test_both_files_carry_one_write_id(multi_page: Sample, tmp_path: Path) -> None:
+    first = write([multi_page.result], tmp_path, multi_page.meta)
+    for uri in (first.words_uri, first.pages_uri):
+        assert (pq.read_metadata(uri).metadata or {})[b"upstage.write_id"] == str(first.write_id).encode()
+        assert (pq.read_schema(uri).metadata or {})[b"upstage.write_id"] == str(first.write_id).encode()
+    assert re.fullmatch(r"[0-9a-f]{32}", str(first.write_id))
+    assert write([multi_page.result], tmp_path, multi_page.meta).write_id != first.write_id
+
+
+def test_a_held_lock_keeps_the_pair_unpublished_until_released(multi_page: Sample, tmp_path: Path) -> None:
+    """Another writer of the document holds the lock: ours finishes its files, then waits to rename."""
+    name = output_file_name(multi_page.meta.document_uri)
+    lock = tmp_path / f".{name}.lock"
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            write([multi_page.result], tmp_path, multi_page.meta)
+        except BaseException as exc:
+            errors.append(exc)
+
+    with lock.open("wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        writer = threading.Thread(target=run, daemon=True)
+        writer.start()
+
+        def finished_temps() -> int:
+            done = 0
+            for temp in (*(tmp_path / "words").glob(".*.tmp-*"), *(tmp_path / "pages").glob(".*.tmp-*")):
+                with suppress(pa.ArrowInvalid, OSError):
+                    pq.read_metadata(temp)
+                    done += 1
+            return done
+
+        while finished_temps() < 2:
+            assert writer.is_alive(), errors
+            writer.join(0.01)
+        writer.join(0.2)
+        assert writer.is_alive()
+        assert not list(tmp_path.glob("*/*.parquet")), "published while another writer held the lock"
+    writer.join(RACE_PATIENCE)
+    assert not writer.is_alive()
+    assert not errors
+    assert files_in(tmp_path / "words") == files_in(tmp_path / "pages") == [name]
+    assert files_in(tmp_path) == ["pages", "words"], "the lock file is removed after the write"
+
+
+def test_a_lock_file_left_by_a_killed_writer_is_taken_over(multi_page: Sample, tmp_path: Path) -> None:
+    name = output_file_name(multi_page.meta.document_uri)
+    (tmp_path / f".{name}.lock").write_bytes(b"")  # its lock died with the process; the file stays
+    write([multi_page.result], tmp_path, multi_page.meta)
+    assert files_in(tmp_path) == ["pages", "words"]
+    assert ds.dataset(tmp_path / "words").count_rows() > 0
+
+
+def test_without_file_locks_the_write_still_checks_the_pair(
+    multi_page: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A local filesystem whose flock says ENOLCK (some NFS and FUSE mounts): write, warn, check."""
+
+    def flock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(parquet.fcntl, "flock", flock)
+    with caplog.at_level(logging.WARNING, logger="upstage_provider.parquet"):
+        summary = write([multi_page.result], tmp_path, multi_page.meta)
+    assert "no file locks on" in caplog.text
+    assert "relying on the write id check" in caplog.text
+    assert files_in(tmp_path) == ["pages", "words"]
+    assert (pq.read_metadata(summary.pages_uri).metadata or {})[b"upstage.write_id"] == str(
+        summary.write_id
+    ).encode()
 
 
 # --- file names ---------------------------------------------------------------------------------

@@ -35,6 +35,11 @@ from upstage_provider.columnar import PAGE_COLUMNS, POLYGON_TYPE, WORD_COLUMNS, 
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.models import OCRResult
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no per-document lock, the write id check still guards the pair
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "POLYGON_TYPE",
     "WORDS_SCHEMA",
     "DocumentMeta",
+    "ParquetPairMismatchError",
     "ParquetWriteError",
     "WriteSummary",
     "output_file_name",
@@ -58,6 +64,9 @@ METADATA_PREFIX = "upstage."
 #: was killed (SIGKILL, OOM, a lost node): no ``finally`` ran for it. Younger ones may belong to a
 #: run still writing the same document, so they are left alone.
 STALE_TEMP_SECONDS = 300.0
+
+#: Footer key naming the write a file came from; the words and pages files of one write share it.
+WRITE_ID_KEY = METADATA_PREFIX + "write_id"
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -117,6 +126,28 @@ def _is_permanent(cause: BaseException) -> bool:
     return False
 
 
+class ParquetPairMismatchError(UpstageError):
+    """The words and pages files of a document may not come from the same write.
+
+    Another run wrote the same document to the same location at the same moment, on storage where
+    writers cannot lock each other out (object stores): both files were published, each complete,
+    but the one read back is not this run's. Never permanent: a rerun writes the pair again.
+    """
+
+    permanent = False
+
+    def __init__(self, words_target: str, pages_target: str, write_id: str, reason: str) -> None:
+        self.words_target = words_target
+        self.pages_target = pages_target
+        self.write_id = write_id
+        super().__init__(
+            f"{words_target} and {pages_target} may come from different writes: {reason}; another run "
+            f"is writing the same document to the same location at the same time. Each file is "
+            f"complete, but join them only after one of the runs has written again (compare "
+            f"{WRITE_ID_KEY} in their footers); do not share an output location between concurrent runs"
+        )
+
+
 @dataclass(frozen=True)
 class DocumentMeta:
     """Facts about the source document that every row carries."""
@@ -136,6 +167,8 @@ class WriteSummary:
     words: int
     seconds: float
     model_version: str | None
+    #: ``upstage.write_id`` in both files' footers: the two files belong together when it matches.
+    write_id: str | None = None
 
 
 @runtime_checkable
@@ -295,8 +328,8 @@ class _StagedFile:
         with _as_write_error(self.target):
             self._writer.write_batch(batch)
 
-    def commit(self, late_metadata: dict[str, str]) -> None:
-        """Finish the footer, then rename over any earlier file (one atomic step on local disk)."""
+    def finish(self, late_metadata: dict[str, str]) -> None:
+        """Write the footer; the file stays hidden until ``publish``."""
         assert self._writer is not None, "open() first"
         assert self._handle is not None, "open() first"
         with _as_write_error(self.target):
@@ -305,10 +338,18 @@ class _StagedFile:
             self._writer = None
             self._handle.close()
             self._handle = None
+
+    def publish(self) -> None:
+        """Rename over any earlier file (one atomic step on local disk)."""
+        assert self._writer is None, "finish() first"
+        assert self._handle is None, "finish() first"
+        with _as_write_error(self.target):
             if _is_local(self.fs):
                 os.replace(self.temp, self.final)
             else:
                 self.fs.mv(self.temp, self.final)
+
+    def remove_stale_temps(self) -> None:
         _remove_stale_temps(self.fs, self.folder, self.final.rsplit("/", 1)[-1])
 
     def discard(self) -> None:
@@ -370,10 +411,117 @@ def _as_write_error(target: str) -> Iterator[None]:
         raise ParquetWriteError(target, exc) from exc
 
 
+# --- one document's pair, published together ---------------------------------------------------
+
+#: ``flock`` errors that mean "this filesystem has no locks" rather than "something is wrong".
+_NO_LOCK_ERRNOS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL})
+
+
+@contextmanager
+def _document_lock(fs: AbstractFileSystem, root: str, name: str) -> Iterator[None]:
+    """Keep other writers of the same document out while this one publishes its pair.
+
+    Local disk only: an exclusive ``flock`` on the hidden ``<root>/.<name>.lock``, which readers
+    skip like the temporaries. Elsewhere (object stores have no locks) and where ``flock`` is not
+    supported it does nothing, and the write id check is the guard. The lock file is removed
+    before the lock is released; one left by a killed writer is simply taken over.
+    """
+    if fcntl is None or not _is_local(fs):
+        yield
+        return
+    path = _join(root, f".{name}.lock")
+    with _as_write_error(path):
+        fd = _lock_file(path)
+    if fd is None:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _lock_file(path: str) -> int | None:
+    """A descriptor holding the lock on the file now at ``path``; None if locks are not supported.
+
+    A writer that waited may get the lock on a file the previous holder has just removed; it then
+    tries again on the file at ``path``, so two writers never hold locks on different files.
+    """
+    assert fcntl is not None
+    while True:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in _NO_LOCK_ERRNOS:
+                with suppress(OSError):
+                    os.unlink(path)
+                log.warning("no file locks on %s (%s): relying on the write id check", path, exc)
+                return None
+            raise
+        except BaseException:
+            os.close(fd)
+            raise
+        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+            return fd
+        os.close(fd)
+
+
+def _check_same_write(pages: _StagedFile, words: _StagedFile, write_id: str) -> None:
+    """Raise if this write's words file now stands beside another write's pages file.
+
+    Run after both renames (pages first). The writer whose words rename comes last always finds
+    its own words file, and finds another write's pages file exactly when the pair is mixed, so a
+    mixed pair always fails at least one run. A writer whose words file was already replaced
+    again has been superseded: the later writer checks the pair.
+    """
+    try:
+        theirs = _published_write_id(pages)
+        if theirs == write_id:
+            return
+        superseding = _published_write_id(words)
+    except Exception as exc:
+        raise ParquetPairMismatchError(
+            words.target, pages.target, write_id, f"reading them back failed ({exc})"
+        ) from exc
+    if superseding != write_id:
+        log.warning(
+            "%s and %s were replaced by a concurrent write (%s %s) right after this one (%s)",
+            words.target,
+            pages.target,
+            WRITE_ID_KEY,
+            superseding,
+            write_id,
+        )
+        return
+    raise ParquetPairMismatchError(
+        words.target,
+        pages.target,
+        write_id,
+        f"{pages.target} has {WRITE_ID_KEY} {theirs or 'none'}, this run wrote {write_id}",
+    )
+
+
+def _published_write_id(file: _StagedFile) -> str | None:
+    with file.fs.open(file.final, "rb") as handle:
+        found = (pq.read_metadata(handle).metadata or {}).get(WRITE_ID_KEY.encode())
+    return found.decode(errors="replace") if found is not None else None
+
+
 # --- the writer ---------------------------------------------------------------------------------
 
 
-def _open_metadata(meta: DocumentMeta, model_version: str | None, processed_at: datetime) -> dict[str, str]:
+def _open_metadata(
+    meta: DocumentMeta, model_version: str | None, processed_at: datetime, write_id: str
+) -> dict[str, str]:
     """Key-value metadata known when the files open; it also lands in the Arrow schema readers see."""
     values: dict[str, str | None] = {
         "document_uri": meta.document_uri,
@@ -383,6 +531,7 @@ def _open_metadata(meta: DocumentMeta, model_version: str | None, processed_at: 
         "source": "upstage-ocr-async" if meta.request_id else "upstage-ocr-sync",
         "provider_version": __version__,
         "processed_at": processed_at.isoformat(),
+        "write_id": write_id,
     }
     return {METADATA_PREFIX + key: value for key, value in values.items() if value is not None}
 
@@ -437,6 +586,7 @@ def write_ocr_parquet(
     stamp = _utc(processed_at) if processed_at is not None else datetime.now(timezone.utc)
     fs, root = _resolve(output_uri)
     name = output_file_name(meta.document_uri)
+    write_id = uuid.uuid4().hex
     words_file = _StagedFile(fs, _join(root, WORDS_DIR), name, WORDS_SCHEMA)
     pages_file = _StagedFile(fs, _join(root, PAGES_DIR), name, PAGES_SCHEMA)
     staged = (words_file, pages_file)
@@ -449,7 +599,7 @@ def write_ocr_parquet(
                 # Opening on the first batch puts its model version into the schema metadata.
                 opened_model = result.model_version
                 for file in staged:
-                    file.open(_open_metadata(meta, opened_model, stamp))
+                    file.open(_open_metadata(meta, opened_model, stamp, write_id))
                 opened = True
             with _as_write_error(words_file.target):
                 words, pages = result_batches(result, meta, stamp)
@@ -459,26 +609,33 @@ def write_ocr_parquet(
             log.debug("batch %d done, %d/%d words/pages so far", tally.batches, tally.words, tally.pages)
         if not opened:
             for file in staged:
-                file.open(_open_metadata(meta, None, stamp))
+                file.open(_open_metadata(meta, None, stamp, write_id))
         late = tally.late_metadata(opened_with_model=opened_model is not None)
+        for file in staged:
+            file.finish(late)
         # Pages first: a reader joining words to pages then finds every word's page, even between
-        # the two renames.
-        pages_file.commit(late)
-        words_file.commit(late)
+        # the two renames. Only the renames and the check are done under the lock.
+        with _document_lock(fs, root, name):
+            pages_file.publish()
+            words_file.publish()
+            _check_same_write(pages_file, words_file, write_id)
     except BaseException:
         for file in staged:
             file.discard()
         raise
+    for file in staged:
+        file.remove_stale_temps()
 
     seconds = time.monotonic() - started
     log.info(
-        "wrote %d words and %d pages from %d batches to 2 files (%s, %s) in %.2fs",
+        "wrote %d words and %d pages from %d batches to 2 files (%s, %s) in %.2fs, write id %s",
         tally.words,
         tally.pages,
         tally.batches,
         words_file.target,
         pages_file.target,
         seconds,
+        write_id,
     )
     return WriteSummary(
         words_uri=words_file.target,
@@ -487,4 +644,5 @@ def write_ocr_parquet(
         words=tally.words,
         seconds=seconds,
         model_version=tally.model_versions[0] if tally.model_versions else None,
+        write_id=write_id,
     )
