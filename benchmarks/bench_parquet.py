@@ -121,6 +121,14 @@ def reference(paths: list[Path], out: Path) -> Any:
     return write_ocr_parquet(results, output_uri=str(out), meta=meta(), processed_at=STAMP)
 
 
+def _without_write_id(table: Any) -> Any:
+    """Each write has its own ``upstage.write_id``; everything else must be the same."""
+    from upstage_provider.parquet import WRITE_ID_KEY
+
+    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != WRITE_ID_KEY.encode()}
+    return table.replace_schema_metadata(metadata)
+
+
 def check_identical(paths: list[Path], threads: int) -> int:
     """Write both ways and compare every column of both files; the word count on success."""
     import pyarrow.parquet as pq
@@ -129,8 +137,8 @@ def check_identical(paths: list[Path], threads: int) -> int:
         fast = ours(paths, Path(fast_dir), threads)
         ref = reference(paths, Path(ref_dir))
         for kind in ("words", "pages"):
-            got = pq.read_table(getattr(fast, f"{kind}_uri").removeprefix("file://"))
-            want = pq.read_table(getattr(ref, f"{kind}_uri").removeprefix("file://"))
+            got = _without_write_id(pq.read_table(getattr(fast, f"{kind}_uri").removeprefix("file://")))
+            want = _without_write_id(pq.read_table(getattr(ref, f"{kind}_uri").removeprefix("file://")))
             if not got.equals(want, check_metadata=True):
                 raise RuntimeError(f"the {kind} file differs from the reference conversion")
         return int(fast.words)

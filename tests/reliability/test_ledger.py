@@ -147,11 +147,13 @@ def assert_each_document_landed_as_itself(lake: Path, docs: list[Path]) -> dict[
     return found
 
 
-@pytest.fixture
-def drop_task_state_store(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    """Airflow 3.1/3.2 have no task state store: take it out of the task context."""
+@pytest.fixture(params=["task_state_store", "variables"])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where the ledger lives: Airflow 3.3's task state store, or (3.1/3.2) Variables.
 
-    def drop() -> None:
+    Airflow 3.1/3.2 have no task state store; ``variables`` takes it out of every task context.
+    """
+    if request.param == "variables":
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
         original = RuntimeTaskInstance.get_template_context
@@ -162,28 +164,23 @@ def drop_task_state_store(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]
             return context
 
         monkeypatch.setattr(RuntimeTaskInstance, "get_template_context", without_store)
-
-    return drop
+    return str(request.param)
 
 
 # --- where the ledger lives, and that it cleans up -------------------------------------------------
 
 
-@pytest.mark.parametrize("store", ["task_state_store", "variables"])
 def test_a_successful_run_leaves_no_variables_and_lands_each_document_as_itself(
     store: str,
     emulator: EmulatorServer,
     connect: Callable[..., str],
     documents: Callable[..., list[Path]],
-    drop_task_state_store: Callable[[], None],
     lake: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     connect(emulator.url, conn_id="upstage_ledger")
     docs = documents(("a4 scan.pdf", 2, A4), ("스캔 letter.pdf", 3, LETTER))
     dag = configure(monkeypatch, docs, lake)
-    if store == "variables":
-        drop_task_state_store()
     run = dag.test()
     assert run.state == "success"
     assert emulator.stats()["submissions"] == 2
@@ -201,20 +198,16 @@ def test_a_successful_run_leaves_no_variables_and_lands_each_document_as_itself(
         assert all(h["ledger_variable"] for h in handoffs)
 
 
-@pytest.mark.parametrize("store", ["task_state_store", "variables"])
 def test_a_submit_refused_before_it_reached_the_api_leaves_no_pending_mark(
     store: str,
     emulator: EmulatorServer,
     connect: Callable[..., str],
     documents: Callable[..., list[Path]],
-    drop_task_state_store: Callable[[], None],
     lake: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     connect(emulator.url, password="up_wrong_key", conn_id="upstage_ledger")
     dag = configure(monkeypatch, documents(("scan.pdf", 1, A4)), lake)
-    if store == "variables":
-        drop_task_state_store()
     run = dag.test()
     assert run.state == "failed"
     assert emulator.stats()["submissions"] == 0

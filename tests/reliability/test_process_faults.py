@@ -407,6 +407,13 @@ def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True)
 
 
+def _read_only(folder: Path, mounts: list[Path]) -> None:
+    """Bind-mount ``folder`` onto itself read-only (root ignores file modes, not a read-only mount)."""
+    _mount("--bind", str(folder), str(folder))
+    mounts.append(folder)
+    _mount("-o", "remount,bind,ro", str(folder))
+
+
 @pytest.fixture
 def mounts() -> Iterator[list[Path]]:
     """Mount points to unmount at the end (lazily, so a held file cannot leave one behind)."""
@@ -472,9 +479,7 @@ def test_read_only_output_fails_the_operator_before_any_paid_call(
     document.write_bytes(make_pdf(2))
     lake = tmp_path / "lake"
     lake.mkdir()
-    _mount("--bind", str(lake), str(lake))
-    mounts.append(lake)
-    _mount("-o", "remount,bind,ro", str(lake))
+    _read_only(lake, mounts)
     operator = UpstageOCROperator(
         task_id="ocr",
         document=str(document),
@@ -518,10 +523,8 @@ def test_read_only_output_fails_the_sensor_for_good_before_it_waits_and_keeps_th
     before = {name: (lake / name).read_bytes() for name in _files(lake)}
     assert len(before) == 2
 
-    _mount("--bind", str(lake), str(lake))
-    mounts.append(lake)
-    _mount("-o", "remount,bind,ro", str(lake))
-    calls = server.stats()["endpoints"]["status"]["total"]
+    _read_only(lake, mounts)
+    status_calls = calls(server, "status")
     with pytest.raises(AirflowFailException) as raised:
         sensor.execute({})
     message = str(raised.value)
@@ -529,5 +532,5 @@ def test_read_only_output_fails_the_sensor_for_good_before_it_waits_and_keeps_th
     assert f"output_uri {lake} is not writable" in message
     assert "Read-only file system" in message
     assert "check permissions or choose another output_uri" in message
-    assert server.stats()["endpoints"]["status"]["total"] == calls
+    assert calls(server, "status") == status_calls
     assert {name: (lake / name).read_bytes() for name in _files(lake)} == before
