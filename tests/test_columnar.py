@@ -45,6 +45,7 @@ def outcome(parse: Callable[..., OCRBatch], data: bytes, **kwargs: Any) -> Outco
         batch.api_version,
         batch.confidence,
         batch.billed_pages,
+        batch.page_ids,
     )
 
 
@@ -312,6 +313,58 @@ def test_a_box_within_tolerance_is_clamped_on_the_fast_path(samples_dir: Path) -
     assert batch is not None
     assert batch.fast
     assert batch.words.column("right")[0].as_py() == 1.0
+
+
+def with_page_ids(samples_dir: Path, first_id: int | None) -> bytes:
+    """multi_page (3 pages, the fast path's shape) with its page ids counted from ``first_id``."""
+    payload = json.loads((samples_dir / "multi_page.ocr.json").read_bytes())
+    for offset, page in enumerate(payload["pages"]):
+        if first_id is None:
+            del page["id"]
+        else:
+            page["id"] = first_id + offset
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("start", "first_id", "numbering"),
+    [(1, 0, None), (11, 0, "relative"), (11, 10, "absolute"), (3, 2, "absolute"), (11, None, None)],
+)
+def test_page_ids_of_either_numbering_take_the_fast_path(
+    samples_dir: Path, start: int, first_id: int | None, numbering: str | None
+) -> None:
+    data = with_page_ids(samples_dir, first_id)
+    batch = assert_same(data, start_page=start, end_page=start + 2)
+    assert batch is not None
+    assert batch.fast
+    assert batch.page_ids == numbering
+    assert batch.pages.column("page").to_pylist() == [start, start + 1, start + 2]
+
+
+@pytest.mark.parametrize(
+    ("start", "first_id", "expected"),
+    [
+        (
+            1,
+            10,
+            "page ids 10-12 do not match 0-2 (batch-relative and absolute ids agree for a batch from page 1)",
+        ),
+        (11, 20, "page ids 20-22 match neither 0-2 (batch-relative) nor 10-12 (absolute)"),
+        (11, 1, "page ids 1-3 match neither 0-2 (batch-relative) nor 10-12 (absolute)"),
+    ],
+)
+def test_page_ids_of_other_pages_get_the_reference_message(
+    samples_dir: Path, start: int, first_id: int, expected: str
+) -> None:
+    data = with_page_ids(samples_dir, first_id)
+    source = "request r batch 1"
+    with pytest.raises(MalformedResponseError) as err:
+        parse_ocr_batch(data, start_page=start, end_page=start + 2, source=source)
+    pages = f"{start}-{start + 2}"
+    assert (
+        str(err.value) == f"{source} (pages {pages}): {expected}: the response holds other pages than {pages}"
+    )
+    assert_same(data, start_page=start, end_page=start + 2, source=source)
 
 
 def test_parquet_files_equal_those_of_the_reference_conversion(samples_dir: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from upstage_provider.exceptions import MalformedResponseError
+from upstage_provider.exceptions import BatchPagesMismatchError, MalformedResponseError
 from upstage_provider.models import EDGE_TOLERANCE, OCRResult, Page, Word, parse_ocr_response
 
 SAMPLES = ("check_box", "dpi_150", "multi_page", "water_mark")
@@ -302,6 +302,104 @@ def test_pages_without_distinct_ids_keep_list_order(load: Callable[[str], Json])
     result = parse_ocr_response(raw, start_page=5)
     assert [p.page for p in result.pages] == [5, 6, 7]
     assert result.pages[0].words[0].id == 284  # the recorded third page, now first in the list
+
+
+def renumbered(payload: Json, first_id: int | None) -> Json:
+    """The batch with its page ids counted from ``first_id`` (in id order), or without ids."""
+    pages = sorted(payload["pages"], key=lambda page: page["id"])
+    for offset, page in enumerate(pages):
+        if first_id is None:
+            del page["id"]
+        else:
+            page["id"] = first_id + offset
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("batch", "first_id", "numbering"),
+    [
+        (0, 0, None),  # from page 1, batch-relative and absolute ids are the same
+        (1, 0, "relative"),
+        (1, 10, "absolute"),
+        (2, 0, "relative"),
+        (2, 20, "absolute"),
+        (1, None, None),  # no ids: placed by list order, as before
+    ],
+)
+def test_page_ids_of_either_numbering_are_accepted_and_reported(
+    batch: int, first_id: int | None, numbering: str | None, load: Callable[[str], Json]
+) -> None:
+    start, end, payload = list(batch_payloads(load("multi_page"), "relative"))[batch]
+    result = parse_ocr_response(renumbered(payload, first_id), start_page=start, end_page=end)
+    assert [p.page for p in result.pages] == list(range(start, end + 1))
+    assert result.page_ids == numbering
+    if first_id is not None:
+        assert all(p.text == f"document page {p.page}" for p in result.pages)
+
+
+@pytest.mark.parametrize(
+    ("batch", "first_id", "expected"),
+    [
+        (
+            0,
+            10,
+            "request r batch 0 (pages 1-10): page ids 10-19 do not match 0-9 (batch-relative and "
+            "absolute ids agree for a batch from page 1): the response holds other pages than 1-10",
+        ),
+        (
+            1,
+            20,
+            "request r batch 1 (pages 11-20): page ids 20-29 match neither 0-9 (batch-relative) nor "
+            "10-19 (absolute): the response holds other pages than 11-20",
+        ),
+        (
+            1,
+            5,
+            "request r batch 1 (pages 11-20): page ids 5-14 match neither 0-9 (batch-relative) nor "
+            "10-19 (absolute): the response holds other pages than 11-20",
+        ),
+        (
+            2,
+            10,
+            "request r batch 2 (pages 21-23): page ids 10-12 match neither 0-2 (batch-relative) nor "
+            "20-22 (absolute): the response holds other pages than 21-23",
+        ),
+    ],
+)
+def test_page_ids_of_other_pages_are_rejected(
+    batch: int, first_id: int, expected: str, load: Callable[[str], Json]
+) -> None:
+    start, end, payload = list(batch_payloads(load("multi_page"), "relative"))[batch]
+    with pytest.raises(MalformedResponseError) as err:
+        parse_ocr_response(
+            renumbered(payload, first_id), start_page=start, end_page=end, source=f"request r batch {batch}"
+        )
+    assert str(err.value) == expected
+    assert isinstance(err.value, BatchPagesMismatchError)
+
+
+def test_the_page_ids_present_must_fit_when_some_are_missing(load: Callable[[str], Json]) -> None:
+    start, end, payload = next(batch_payloads(load("multi_page"), "absolute"))
+    payload["pages"][3].pop("id")
+    accepted = parse_ocr_response(copy.deepcopy(payload), start_page=start, end_page=end)
+    assert [p.page for p in accepted.pages] == list(range(1, 11))  # list order, as before
+    for page in payload["pages"]:
+        if "id" in page:
+            page["id"] += 10  # the ids of pages 11-20
+    with pytest.raises(
+        MalformedResponseError, match=r"^batch \(pages 1-10\): page ids 1\d-19 do not match 0-9"
+    ):
+        parse_ocr_response(payload, start_page=start, end_page=end, source="batch")
+
+
+def test_a_sync_response_is_numbered_from_page_one(load: Callable[[str], Json]) -> None:
+    raw = load("multi_page")
+    for page in raw["pages"]:
+        page["id"] += 1
+    with pytest.raises(
+        MalformedResponseError, match=r"^response \(pages 1-3\): page ids 1-3 do not match 0-2"
+    ):
+        parse_ocr_response(raw)
 
 
 def test_a_batch_with_too_many_pages_is_rejected(load: Callable[[str], Json]) -> None:

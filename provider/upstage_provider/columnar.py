@@ -23,8 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from upstage_provider.exceptions import MalformedResponseError
-from upstage_provider.models import _COORD_LIMIT, EDGE_TOLERANCE, OCRResult, parse_ocr_response
+from upstage_provider.exceptions import BatchPagesMismatchError, MalformedResponseError
+from upstage_provider.models import (
+    _COORD_LIMIT,
+    EDGE_TOLERANCE,
+    OCRResult,
+    PageIds,
+    check_page_ids,
+    parse_ocr_response,
+)
 
 __all__ = ["PAGE_COLUMNS", "POLYGON_TYPE", "WORD_COLUMNS", "OCRBatch", "from_result", "parse_ocr_batch"]
 
@@ -73,6 +80,7 @@ class OCRBatch:
     confidence: float | None
     billed_pages: int | None
     fast: bool = False
+    page_ids: PageIds | None = None  # as ``OCRResult.page_ids``
 
     @property
     def page_count(self) -> int:
@@ -92,7 +100,7 @@ def parse_ocr_batch(
     """
     if type(start_page) is int and start_page >= 1 and (end_page is None or type(end_page) is int):
         try:
-            batch = _fast(bytes(data), start_page, end_page)
+            batch = _fast(bytes(data), start_page, end_page, source)
         except (_Unusual, pa.ArrowException):
             batch = None
         if batch is not None:
@@ -170,6 +178,7 @@ def from_result(result: OCRResult) -> OCRBatch:
         confidence=result.confidence,
         billed_pages=result.billed_pages,
         fast=False,
+        page_ids=result.page_ids,
     )
 
 
@@ -267,7 +276,7 @@ def _read(data: bytes) -> pa.Table:
     return table.combine_chunks()
 
 
-def _fast(data: bytes, start_page: int, end_page: int | None) -> OCRBatch:
+def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> OCRBatch:
     table = _read(data)
     _require("pages" in table.column_names)
     if "text" in table.column_names:
@@ -279,10 +288,19 @@ def _fast(data: bytes, start_page: int, end_page: int | None) -> OCRBatch:
     n_pages = len(pages)
     _require(end_page is None or n_pages == end_page - start_page + 1)
 
-    # Page order: by id when every page has a distinct one; only the ordinary ascending case here.
+    # Page ids: one of the two numberings (the reference words a mismatch, after any error it finds
+    # first). Page order: by id when every page has a distinct one; only the ordinary ascending case.
     ids = _maybe_child(pages, "id")
+    page_ids: PageIds | None = None
     if ids is not None and not pa.types.is_null(ids.type):
         _require(pa.types.is_int64(ids.type))
+        lowest, highest = _range(ids)
+        try:
+            page_ids = check_page_ids(
+                lowest, highest, page_count=n_pages, start_page=start_page, source=source
+            )
+        except BatchPagesMismatchError:
+            raise _Unusual from None
         id_list = ids.to_pylist()
         if None not in id_list and len(set(id_list)) == n_pages:
             _require(all(a < b for a, b in pairwise(id_list)))
@@ -358,6 +376,7 @@ def _fast(data: bytes, start_page: int, end_page: int | None) -> OCRBatch:
         confidence=_top_confidence(table),
         billed_pages=_billed_pages(table),
         fast=True,
+        page_ids=page_ids,
     )
 
 

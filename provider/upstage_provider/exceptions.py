@@ -55,6 +55,15 @@ class MalformedResponseError(UpstageError, ValueError):
     """A response does not have the shape of an Upstage OCR result."""
 
 
+class BatchPagesMismatchError(MalformedResponseError):
+    """A response holds other pages than the ones announced: too many or too few, or page ids that
+    fit neither the batch-relative nor the absolute numbering of its pages.
+
+    The usual cause is a download URL that led to another batch's result; the hook fetches the
+    batch once more through fresh URLs before it raises this.
+    """
+
+
 # --- the API's answers --------------------------------------------------------------------------
 
 

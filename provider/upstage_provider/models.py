@@ -26,9 +26,14 @@ height) outside [0, 1] is clamped onto the edge; OCR engines draw boxes a few pi
 border. Anything further out is an error naming the page and the word: it means the coordinates and
 the page size do not belong together.
 
-Page numbers: page ids are not trusted (0-based in sync responses, relative or absolute in async
-batches, nobody knows). The payload's pages, sorted by ``id`` when every page has a distinct one and
-kept in list order otherwise, are document pages ``start_page``, ``start_page + 1``, ...
+Page numbers: the payload's pages, sorted by ``id`` when every page has a distinct one and kept in
+list order otherwise, are document pages ``start_page``, ``start_page + 1``, ... Whether an async
+batch numbers its pages from 0 (batch-relative) or by their place in the document (absolute) is not
+known, so either is accepted, but the ids must be one of the two: every id present lies in
+``0..n-1`` or every one in ``start_page-1..end_page-1`` (:func:`check_page_ids`). Ids outside both
+mean the response holds other pages (another batch's download, most likely), an error. A sync
+response starts at page 1, where the two numberings are the same. Pages without ids are placed by
+list order and checked by their count only.
 """
 
 from __future__ import annotations
@@ -37,11 +42,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
-from upstage_provider.exceptions import MalformedResponseError
+from upstage_provider.exceptions import BatchPagesMismatchError, MalformedResponseError
 
-__all__ = ["EDGE_TOLERANCE", "OCRResult", "Page", "Word", "parse_ocr_response"]
+__all__ = ["EDGE_TOLERANCE", "OCRResult", "Page", "PageIds", "Word", "check_page_ids", "parse_ocr_response"]
+
+#: How a response's page ids count: from 0 in every batch, or by the page's place in the document.
+PageIds = Literal["relative", "absolute"]
 
 #: How far (as a fraction of the page's width or height) a box may stick out before it is an error.
 EDGE_TOLERANCE = 0.02
@@ -103,6 +111,8 @@ class OCRResult:
     confidence: float | None
     text: str
     billed_pages: int | None
+    #: The numbering the page ids showed; None without ids, or where both numberings agree.
+    page_ids: PageIds | None = None
 
     @property
     def page_count(self) -> int:
@@ -139,6 +149,45 @@ def parse_ocr_response(
     return _Parser(source).parse(_decode(payload, source), start_page, end_page)
 
 
+def check_page_ids(
+    lowest: int | None, highest: int | None, *, page_count: int, start_page: int, source: str
+) -> PageIds | None:
+    """Which numbering a response's page ids use, from the lowest and highest id present.
+
+    Every id present must lie in ``0..page_count-1`` (batch-relative) or every one in
+    ``start_page-1..start_page+page_count-2`` (absolute); anything else raises
+    :class:`BatchPagesMismatchError`. Returns None when there are no ids, or when they fit both (a
+    batch from page 1). Both parsers call this, the columnar one with its id column's min and max.
+    """
+    if lowest is None or highest is None:
+        return None
+    end_page = start_page + page_count - 1
+    relative = lowest >= 0 and highest <= page_count - 1
+    absolute = start_page - 1 <= lowest and highest <= end_page - 1
+    if relative and absolute:
+        return None
+    if relative:
+        return "relative"
+    if absolute:
+        return "absolute"
+    pages = f"{start_page}-{end_page}"
+    got = _span(lowest, highest)
+    relative_ids = _span(0, page_count - 1)
+    if start_page == 1:
+        problem = (
+            f"page ids {got} do not match {relative_ids} "
+            "(batch-relative and absolute ids agree for a batch from page 1)"
+        )
+    else:
+        absolute_ids = _span(start_page - 1, end_page - 1)
+        problem = (
+            f"page ids {got} match neither {relative_ids} (batch-relative) nor {absolute_ids} (absolute)"
+        )
+    raise BatchPagesMismatchError(
+        f"{source} (pages {pages}): {problem}: the response holds other pages than {pages}"
+    )
+
+
 # --- decoding -----------------------------------------------------------------------------------
 
 
@@ -172,9 +221,11 @@ class _Parser:
         self.payload: Mapping[str, Any] = {}
         self._metadata_sizes: dict[int, tuple[int | None, int | None]] | None = None
 
-    def fail(self, path: str, problem: str) -> NoReturn:
+    def fail(
+        self, path: str, problem: str, error: type[MalformedResponseError] = MalformedResponseError
+    ) -> NoReturn:
         where = f"{path} " if path else ""
-        raise MalformedResponseError(f"{self.source}: {where}{problem}")
+        raise error(f"{self.source}: {where}{problem}")
 
     # -- top level
 
@@ -187,7 +238,7 @@ class _Parser:
         if not isinstance(raw_pages, (list, tuple)):
             self.fail("pages", f"is {_kind(raw_pages)}, expected a list")
 
-        order = self._page_order(raw_pages)
+        order, ids = self._page_order(raw_pages)
         if end_page is not None:
             expected = end_page - start_page + 1
             if len(order) != expected:
@@ -196,7 +247,15 @@ class _Parser:
                     "",
                     f"holds {len(order)} pages, expected {expected} (pages {start_page}-{end_page}): "
                     f"the batch {what}",
+                    BatchPagesMismatchError,
                 )
+        page_ids = check_page_ids(
+            min(ids, default=None),
+            max(ids, default=None),
+            page_count=len(order),
+            start_page=start_page,
+            source=self.source,
+        )
 
         pages = tuple(
             self._page(raw_pages[index], index, position, start_page + position)
@@ -214,6 +273,7 @@ class _Parser:
             confidence=self._unit(payload.get("confidence"), "confidence"),
             text=text,
             billed_pages=self._billed_pages(),
+            page_ids=page_ids,
         )
 
     def _reject_error_body(self, payload: Mapping[str, Any]) -> None:
@@ -237,8 +297,9 @@ class _Parser:
         shown = "(no message)" if message is None else _show(message, 300)
         self.fail("", f"is an error response, not an OCR result: {shown}{extra}")
 
-    def _page_order(self, raw_pages: list[Any] | tuple[Any, ...]) -> list[int]:
-        """Indices of ``raw_pages`` in document order: by id when every id is there and distinct."""
+    def _page_order(self, raw_pages: list[Any] | tuple[Any, ...]) -> tuple[list[int], list[int]]:
+        """Indices of ``raw_pages`` in document order (by id when every id is there and distinct),
+        and the ids present."""
         ids: list[int] = []
         for index, raw in enumerate(raw_pages):
             if not isinstance(raw, Mapping):
@@ -252,7 +313,7 @@ class _Parser:
         positions = list(range(len(raw_pages)))
         if len(ids) == len(raw_pages) and len(set(ids)) == len(ids):
             positions.sort(key=ids.__getitem__)
-        return positions
+        return positions, ids
 
     def _optional_str(self, *keys: str) -> str | None:
         for key in keys:
@@ -581,6 +642,13 @@ def _show(value: object, limit: int = 60) -> str:
         return f"an integer of {len(str(abs(value)))} digits"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _span(low: int, high: int) -> str:
+    """``3``, ``10-19``, ``-1 to 1``: a range of ids for a message."""
+    if low == high:
+        return _show(low)
+    return f"{_show(low)}{'-' if low >= 0 else ' to '}{_show(high)}"
 
 
 def _keys(payload: Mapping[str, Any]) -> str:

@@ -226,6 +226,202 @@ def wait_until_completed(hook: Any, request_id: str) -> None:
     raise AssertionError(f"request {request_id} did not finish")
 
 
+# --- 3b. A status answer that hands out another batch's download URL ---------------------------
+
+STATUS_PREFIX = "/v1/document-digitization/requests/"
+RESULTS_PREFIX = "/v1/document-digitization/results/"
+
+
+def swap_first_two_urls(body: bytes) -> bytes:
+    """The status answer with batches 0 and 1 trading download URLs, as a broken cache might."""
+    status = json.loads(body)
+    first, second = status["batches"][0], status["batches"][1]
+    first["download_url"], second["download_url"] = second["download_url"], first["download_url"]
+    return json.dumps(status).encode()
+
+
+def expected_words(pdf: bytes, pages: int) -> list[list[str]]:
+    """What the emulator's synthetic engine reads on each page: every page's words differ."""
+    from upstage_provider.emulator.synthetic import SyntheticEngine
+
+    document = SyntheticEngine(words_per_page=WORDS_PER_PAGE).open(pdf, "scan.pdf")
+    return [[w.text for line in document.page(i).lines for w in line.words] for i in range(pages)]
+
+
+def through_proxy(
+    server: EmulatorServer, connect: Callable[..., str], pdf: bytes
+) -> tuple[FaultProxy, Any, str]:
+    """A completed request on ``server`` (submitted directly), and a hook that reaches it via a proxy."""
+    from upstage_provider.hooks.upstage import UpstageOCRHook
+
+    direct = UpstageOCRHook(connect(server.url, conn_id="upstage_direct"))
+    request_id = direct.submit(load_document(pdf, name="scan.pdf"))
+    wait_until_completed(direct, request_id)
+    direct.close()
+    proxy = FaultProxy(server.port)
+    return proxy, UpstageOCRHook(connect(proxy.url, conn_id="upstage_proxied", max_retries=0)), request_id
+
+
+def proxy_calls(proxy: FaultProxy, prefix: str) -> list[str]:
+    return [
+        path.split("?")[0] for method, path, _ in proxy.log if method == "GET" and path.startswith(prefix)
+    ]
+
+
+def test_swapped_download_urls_on_every_status_answer_fail_after_one_fresh_status_call(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
+) -> None:
+    from upstage_provider.exceptions import MalformedResponseError
+
+    # Injected: every status answer gives batch 0 (pages 1-10) batch 1's URL and vice versa; the
+    # emulator numbers batch pages absolutely, so batch 0's download carries page ids 10-19.
+    server = make_emulator(batch_page_ids="absolute")
+    pdf = make_pdf(20)
+    proxy, hook, request_id = through_proxy(server, connect, pdf)
+    rule = proxy.add(
+        Rule(
+            action="rewrite",
+            method="GET",
+            path_prefix=STATUS_PREFIX,
+            rewrite=swap_first_two_urls,
+            times=10**6,
+        )
+    )
+    with proxy, pytest.raises(MalformedResponseError) as err:
+        list(hook.iter_arrow_batches(request_id))
+    hook.close()
+
+    message = str(err.value)
+    assert f"request {request_id} batch 0 (pages 1-10): page ids 10-19" in message
+    assert "0-9" in message
+    # The first status answer, then exactly one fresh one for the retry; both were swapped.
+    assert len(proxy_calls(proxy, STATUS_PREFIX)) == rule.fired == 2
+    # Batch 0 was fetched twice, both times from batch 1's URL, never more; batch 1 (from batch 0's
+    # URL, batch-relative-looking ids 0-9) once, and never passed on: batch 0 failed first.
+    downloads = proxy_calls(proxy, RESULTS_PREFIX)
+    assert downloads.count(f"{RESULTS_PREFIX}{request_id}/1") == 2
+    assert len(downloads) == 3
+
+
+def test_swapped_download_urls_in_one_status_answer_are_healed_by_a_fresh_one(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], tmp_path: Path
+) -> None:
+    from upstage_provider.parquet import DocumentMeta, write_ocr_parquet
+
+    # Injected: only the first status answer the hook gets swaps batch 0's and batch 1's URLs.
+    server = make_emulator(batch_page_ids="absolute")
+    pdf = make_pdf(20)
+    proxy, hook, request_id = through_proxy(server, connect, pdf)
+    rule = proxy.add(
+        Rule(action="rewrite", method="GET", path_prefix=STATUS_PREFIX, rewrite=swap_first_two_urls, times=1)
+    )
+    meta = DocumentMeta(document_uri="file:///scan.pdf", document_sha256="0" * 64, request_id=request_id)
+    with proxy:
+        summary = write_ocr_parquet(hook.iter_arrow_batches(request_id), output_uri=tmp_path, meta=meta)
+    hook.close()
+
+    assert (summary.pages, summary.words) == (20, 20 * WORDS_PER_PAGE)
+    words = pads.dataset(tmp_path / "words", format="parquet").to_table(columns=["page", "word_id", "text"])
+    landed: dict[int, list[str]] = {}
+    for page, text in zip(words["page"].to_pylist(), words["text"].to_pylist(), strict=True):
+        landed.setdefault(page, []).append(text)
+    expected = expected_words(pdf, 20)
+    assert len({tuple(page) for page in expected}) == 20  # the pages can be told apart
+    assert sorted(landed) == list(range(1, 21))
+    mismatched = [page for page in landed if landed[page] != expected[page - 1]]
+    assert mismatched == []  # page N's rows are page N's words
+    assert rule.fired == 1
+    assert len(proxy_calls(proxy, STATUS_PREFIX)) == 2  # the swapped answer and one fresh answer
+    # Each batch twice: batch 0 because its ids were batch 1's, batch 1 because its URL came from
+    # the same status answer and its ids (0-9, batch 0's) could not vouch for it.
+    assert sorted(proxy_calls(proxy, RESULTS_PREFIX)) == [
+        f"{RESULTS_PREFIX}{request_id}/{i}" for i in (0, 0, 1, 1)
+    ]
+
+
+def url_of(batch: int, other: int) -> Callable[[bytes], bytes]:
+    """A status rewrite giving ``batch`` the download URL of ``other`` (which keeps its own)."""
+
+    def rewrite(body: bytes) -> bytes:
+        status = json.loads(body)
+        status["batches"][batch]["download_url"] = status["batches"][other]["download_url"]
+        return json.dumps(status).encode()
+
+    return rewrite
+
+
+def landed_words(hook: Any, request_id: str, tmp_path: Path) -> dict[int, list[str]]:
+    from upstage_provider.parquet import DocumentMeta, write_ocr_parquet
+
+    meta = DocumentMeta(document_uri="file:///scan.pdf", document_sha256="0" * 64, request_id=request_id)
+    write_ocr_parquet(hook.iter_arrow_batches(request_id), output_uri=tmp_path, meta=meta)
+    words = pads.dataset(tmp_path / "words", format="parquet").to_table(columns=["page", "text"])
+    landed: dict[int, list[str]] = {}
+    for page, text in zip(words["page"].to_pylist(), words["text"].to_pylist(), strict=True):
+        landed.setdefault(page, []).append(text)
+    return landed
+
+
+@pytest.mark.parametrize("times", [10**6, 1], ids=["every-answer", "first-answer"])
+def test_a_batch_numbered_unlike_the_others_is_fetched_again_before_it_is_refused(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], tmp_path: Path, times: int
+) -> None:
+    from upstage_provider.exceptions import MalformedResponseError
+
+    # Injected: batch 2 (pages 21-30) gets batch 0's URL. Its download carries ids 0-9, which fit
+    # pages 21-30 counted from the batch; only batch 1's absolute ids (10-19) show they are wrong.
+    server = make_emulator(batch_page_ids="absolute")
+    pdf = make_pdf(30)
+    proxy, hook, request_id = through_proxy(server, connect, pdf)
+    proxy.add(
+        Rule(action="rewrite", method="GET", path_prefix=STATUS_PREFIX, rewrite=url_of(2, 0), times=times)
+    )
+    with proxy:
+        if times == 1:
+            landed = landed_words(hook, request_id, tmp_path)
+        else:
+            with pytest.raises(MalformedResponseError) as err:
+                landed_words(hook, request_id, tmp_path)
+    hook.close()
+
+    assert len(proxy_calls(proxy, STATUS_PREFIX)) == 2  # the first answer and one fresh one
+    if times == 1:
+        expected = expected_words(pdf, 30)
+        assert sorted(landed) == list(range(1, 31))
+        assert [page for page in landed if landed[page] != expected[page - 1]] == []
+    else:
+        assert str(err.value) == (
+            f"request {request_id} batch 2 (pages 21-30): its page ids are batch-relative, but those of "
+            "batch 1 (pages 11-20) were absolute: one of the two holds other pages than announced, "
+            "again through fresh download URLs"
+        )
+        assert not (tmp_path / "words").exists() or not any((tmp_path / "words").iterdir())
+
+
+def test_a_batch_passed_on_from_a_status_answer_later_found_wrong_fails_the_download(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], tmp_path: Path
+) -> None:
+    from upstage_provider.exceptions import MalformedResponseError
+
+    # Injected, in the first status answer only: batch 2 (pages 21-30) gets batch 1's URL. With one
+    # download at a time, batch 0 (ids 0-9, which would be the same in any batch of ten pages) is
+    # passed on before batch 2's ids (10-19) show that answer to be wrong.
+    server = make_emulator(batch_page_ids="absolute")
+    proxy, _, request_id = through_proxy(server, connect, make_pdf(30))
+    from upstage_provider.hooks.upstage import UpstageOCRHook
+
+    hook = UpstageOCRHook(connect(proxy.url, conn_id="upstage_one_at_a_time", download_concurrency=1))
+    proxy.add(Rule(action="rewrite", method="GET", path_prefix=STATUS_PREFIX, rewrite=url_of(2, 1)))
+    with proxy, pytest.raises(MalformedResponseError) as err:
+        landed_words(hook, request_id, tmp_path)
+    hook.close()
+
+    assert f"request {request_id} batch 0 (pages 1-10) was already passed on" in str(err.value)
+    assert "turned out to give batch 2 (pages 21-30) another batch's pages" in str(err.value)
+    assert len(proxy_calls(proxy, STATUS_PREFIX)) == 2
+    assert not (tmp_path / "words").exists() or not any((tmp_path / "words").iterdir())
+
+
 # --- 4. A failed batch, a failed request: the task fails once, for good -------------------------
 
 
@@ -746,10 +942,12 @@ def scripted_api() -> Iterator[ScriptedAPI]:
 
 def check_result_or_malformed(get: Callable[[], list[Any]]) -> str:
     """Either a MalformedResponseError or pages 1-2, every vertex finite and in [0, 1]."""
-    from upstage_provider.exceptions import MalformedResponseError
+    from upstage_provider.exceptions import BatchPagesMismatchError, MalformedResponseError
 
     try:
         pages = get()
+    except BatchPagesMismatchError:
+        return "wrong pages"
     except MalformedResponseError:
         return "malformed"
     assert [p.page for p in pages] == [1, 2]
@@ -784,10 +982,19 @@ def test_a_malformed_response_is_refused_or_clamped_never_silently_wrong(
         outcome = check_result_or_malformed(lambda: list(hook.iter_results(scripted_api.request_id)))
     hook.close()
     calls = {k: v - before.get(k, 0) for k, v in scripted_api.hits.items() if v - before.get(k, 0)}
-    # One call per step: a malformed answer is not retried (it would come back the same).
-    assert calls == ({"sync": 1} if route == "sync" else {"status": 1, "download": 1})
-    if kind in ("off page", "vertex count", "empty pages", "nan"):
+    # One call per step: a malformed answer is not retried (it would come back the same). A batch
+    # holding other pages than announced (a page id -1, no pages) may have come from a wrong URL:
+    # it is fetched once more through a fresh status answer. A sync call is never repeated.
+    if route == "sync":
+        assert calls == {"sync": 1}
+    elif outcome == "wrong pages":
+        assert calls == {"status": 2, "download": 2}
+    else:
+        assert calls == {"status": 1, "download": 1}
+    if kind in ("off page", "vertex count", "nan"):
         assert outcome == "malformed", (kind, route)
+    if kind == "empty pages":
+        assert outcome == "wrong pages", (kind, route)
     if kind == "near edge":
         assert outcome == "ok", (kind, route)
 

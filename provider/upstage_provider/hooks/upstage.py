@@ -19,8 +19,9 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, overload
 from urllib.parse import urlsplit
 
 import requests
@@ -30,6 +31,7 @@ from requests.adapters import HTTPAdapter
 from upstage_provider.columnar import OCRBatch, parse_ocr_batch
 from upstage_provider.documents import Document, prepare_document, validate_document
 from upstage_provider.exceptions import (
+    BatchPagesMismatchError,
     DownloadURLExpiredError,
     MalformedResponseError,
     UpstageAPIError,
@@ -41,7 +43,7 @@ from upstage_provider.exceptions import (
     UpstageServerError,
 )
 from upstage_provider.get_provider_info import DEFAULT_BASE_URL
-from upstage_provider.models import OCRResult, Page, parse_ocr_response
+from upstage_provider.models import OCRResult, Page, PageIds, parse_ocr_response
 from upstage_provider.status import BatchInfo, BatchState, RequestInfo, RequestState
 
 if TYPE_CHECKING:
@@ -439,8 +441,11 @@ class UpstageOCRHook(BaseHook):
 
         Batches download ``concurrency`` at a time while pages are yielded, so memory stays
         bounded by the window, not the document. A download URL that has expired (403) is
-        refreshed with one status call shared by all downloads that hit it. Pass ``info`` when
-        a status was just fetched (a sensor's last poke) to save a call.
+        refreshed with one status call shared by all downloads that hit it. A batch whose download
+        holds other pages than announced (its page count, or page ids that fit neither numbering)
+        is fetched once more through a fresh status call, then fails with
+        :class:`BatchPagesMismatchError`. Pass ``info`` when a status was just fetched (a sensor's
+        last poke) to save a call.
         """
         for batch in self.iter_batches(request_id, info=info, concurrency=concurrency):
             yield from batch.pages
@@ -484,8 +489,10 @@ class UpstageOCRHook(BaseHook):
         )
         started = time.monotonic()
         done_pages = 0
-        window: deque[Future[_Parsed]] = deque()
+        window: deque[tuple[BatchInfo, Future[_Fetched[_Parsed]]]] = deque()
         pending = iter(batches)
+        first_numbered: tuple[BatchInfo, PageIds] | None = None
+        unvouched: list[tuple[BatchInfo, int]] = []  # passed on, vouched for only by their URL
 
         # Downloads wait on the network, parsing on a core: a parse pool of one thread per core
         # gets all the speed there is, and keeps the allocator's per-thread heaps to that few
@@ -494,28 +501,87 @@ class UpstageOCRHook(BaseHook):
             max_workers=min(workers, os.cpu_count() or 1), thread_name_prefix="upstage-parse"
         )
 
-        def download(batch: BatchInfo) -> _Parsed:
-            data = self._download_batch(request_id, batch, refresher)
+        def parse_batch(batch: BatchInfo, data: bytes) -> _Parsed:
             source = f"request {request_id} batch {batch.id}"
             return parsers.submit(
                 parse, data, start_page=batch.start_page, end_page=batch.end_page, source=source
             ).result()
 
+        def fetch(batch: BatchInfo) -> _Fetched[_Parsed]:
+            data, answer = self._download_batch(request_id, batch, refresher)
+            try:
+                return _Fetched(parse_batch(batch, data), answer)
+            except BatchPagesMismatchError as exc:
+                # The status answer gave this batch another one's URL: it may have done so for others.
+                refresher.distrust(answer, because=_pages_of(batch))
+                return fetch_again(batch, str(exc))
+
+        def fetch_again(batch: BatchInfo, reason: str) -> _Fetched[_Parsed]:
+            """The one second try a batch gets, through URLs of a newer status answer."""
+            self.log.warning("Upstage %s; fetching the batch once more through fresh download URLs", reason)
+            data, answer = self._download_batch(request_id, batch, refresher)
+            try:
+                return _Fetched(parse_batch(batch, data), answer, again=True)
+            except BatchPagesMismatchError as exc:
+                raise BatchPagesMismatchError(f"{exc}, again through fresh download URLs") from None
+
+        def checked(batch: BatchInfo, fetched: _Fetched[_Parsed]) -> _Fetched[_Parsed]:
+            """What a batch's own response cannot show: a bad status answer, another numbering."""
+            because = refresher.distrusted(fetched.answer)
+            if because is not None and not fetched.vouched:
+                reason = (
+                    f"request {request_id} {_pages_of(batch)}: its download URL came from the status "
+                    f"answer that gave {because} another batch's pages"
+                )
+                if fetched.again:
+                    raise BatchPagesMismatchError(reason)
+                fetched = fetch_again(batch, reason)
+            conflict = _page_ids_conflict(request_id, batch, fetched.result.page_ids, first_numbered)
+            if conflict is not None:
+                if fetched.again:
+                    raise conflict
+                refresher.newer_than(fetched.answer)
+                fetched = fetch_again(batch, str(conflict))
+                conflict = _page_ids_conflict(request_id, batch, fetched.result.page_ids, first_numbered)
+                if conflict is not None:
+                    raise BatchPagesMismatchError(f"{conflict}, again through fresh download URLs")
+            return fetched
+
+        def check_passed_on() -> None:
+            if not refresher.distrusts_any:
+                return
+            for batch, answer in unvouched:
+                because = refresher.distrusted(answer)
+                if because is not None:
+                    raise BatchPagesMismatchError(
+                        f"request {request_id} {_pages_of(batch)} was already passed on when the status "
+                        f"answer its download URL came from turned out to give {because} another batch's "
+                        "pages; nothing vouches for its pages: fetch the results again"
+                    )
+
         with parsers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upstage-download") as pool:
             try:
                 for batch in pending:
-                    window.append(pool.submit(download, batch))
+                    window.append((batch, pool.submit(fetch, batch)))
                     if len(window) >= workers:
                         break
                 while window:
-                    result = window.popleft().result()
+                    batch, future = window.popleft()
+                    fetched = future.result()
                     nxt = next(pending, None)
                     if nxt is not None:
-                        window.append(pool.submit(download, nxt))
-                    done_pages += result.page_count
-                    yield result
+                        window.append((nxt, pool.submit(fetch, nxt)))
+                    fetched = checked(batch, fetched)
+                    if first_numbered is None and fetched.result.page_ids is not None:
+                        first_numbered = (batch, fetched.result.page_ids)
+                    if not fetched.vouched:
+                        unvouched.append((batch, fetched.answer))
+                    check_passed_on()
+                    done_pages += fetched.result.page_count
+                    yield fetched.result
+                check_passed_on()
             finally:
-                for future in window:
+                for _, future in window:
                     future.cancel()
         self.log.info(
             "Upstage request %s: %d pages downloaded and parsed in %.1f s (%d URL refreshes)",
@@ -525,21 +591,24 @@ class UpstageOCRHook(BaseHook):
             refresher.refreshes,
         )
 
-    def _download_batch(self, request_id: str, batch: BatchInfo, refresher: _URLRefresher) -> bytes:
+    def _download_batch(
+        self, request_id: str, batch: BatchInfo, refresher: _URLRefresher
+    ) -> tuple[bytes, int]:
+        """The batch's bytes, and which status answer issued the URL that gave them."""
         # The newest URL known for the batch: once one refresh happened, the URLs of the first
         # status call are as stale for the batches still waiting as for the one that hit a 403.
-        url = refresher.current_url(batch)
+        url, answer = refresher.current_url(batch)
         for _ in range(MAX_URL_REFRESHES + 1):
             if url is None:
-                url = refresher.fresh_url(batch, stale=None)
+                url, answer = refresher.fresh_url(batch, stale=None)
                 continue
             try:
                 response = self._call("GET", url, what=f"download of batch {batch.id}", authenticated=False)
             except DownloadURLExpiredError:
                 self.log.info("Upstage batch %s: download URL expired; fetching a fresh one", batch.id)
-                url = refresher.fresh_url(batch, stale=url)
+                url, answer = refresher.fresh_url(batch, stale=url)
                 continue
-            return response.content
+            return response.content, answer
         raise DownloadURLExpiredError(
             f"batch {batch.id} (pages {batch.start_page}-{batch.end_page}): the download URL was refused "
             f"{MAX_URL_REFRESHES + 1} times, even freshly issued; check the clock of this machine",
@@ -623,33 +692,102 @@ class UpstageOCRHook(BaseHook):
 
 
 class _URLRefresher:
-    """Shares one status call among all downloads whose URLs expired at the same time."""
+    """The newest download URL of every batch, and which status answer issued it.
+
+    Status answers are counted from the one the download started with (0); each issues every URL
+    anew. One status call is shared by all downloads that need fresh URLs at the same time: URLs
+    that expired (403), or an answer found to give a batch another batch's pages, which is then
+    distrusted for every batch whose own page ids cannot vouch for its pages.
+    """
 
     def __init__(self, hook: UpstageOCRHook, info: RequestInfo) -> None:
         self._hook = hook
         self._request_id = info.id
         self._urls = {b.id: b.download_url for b in info.batches}
+        self._answer = 0
+        self._distrusted: dict[int, str] = {}  # answer -> the batch that showed it wrong
         self._lock = threading.Lock()
         self.refreshes = 0
 
-    def current_url(self, batch: BatchInfo) -> str | None:
+    def current_url(self, batch: BatchInfo) -> tuple[str | None, int]:
         with self._lock:
-            return self._urls.get(batch.id, batch.download_url)
+            return self._urls.get(batch.id, batch.download_url), self._answer
 
-    def fresh_url(self, batch: BatchInfo, stale: str | None) -> str:
+    def fresh_url(self, batch: BatchInfo, stale: str | None) -> tuple[str, int]:
         with self._lock:
             current = self._urls.get(batch.id)
             if current is None or current == stale:
-                info = self._hook.get_request(self._request_id)
-                self.refreshes += 1
-                self._urls = {b.id: b.download_url for b in info.batches}
+                self._refresh()
                 current = self._urls.get(batch.id)
             if current is None:
                 raise MalformedResponseError(
                     f"request {self._request_id} batch {batch.id}: "
                     "no download URL even after a fresh status call"
                 )
-            return current
+            return current, self._answer
+
+    def newer_than(self, answer: int) -> None:
+        """Make sure the URLs at hand come from a status answer after ``answer``."""
+        with self._lock:
+            if self._answer == answer:
+                self._refresh()
+
+    def distrust(self, answer: int, *, because: str) -> None:
+        """Status answer ``answer`` gave ``because`` another batch's pages: replace its URLs."""
+        with self._lock:
+            self._distrusted.setdefault(answer, because)
+            if self._answer == answer:
+                self._refresh()
+
+    @property
+    def distrusts_any(self) -> bool:
+        return bool(self._distrusted)
+
+    def distrusted(self, answer: int) -> str | None:
+        """The batch that showed status answer ``answer`` wrong, if one did."""
+        with self._lock:
+            return self._distrusted.get(answer)
+
+    def _refresh(self) -> None:  # with the lock held
+        info = self._hook.get_request(self._request_id)
+        self.refreshes += 1
+        self._answer += 1
+        self._urls = {b.id: b.download_url for b in info.batches}
+
+
+@dataclass(frozen=True)
+class _Fetched(Generic[_Parsed]):
+    """A parsed batch, which status answer issued the URL it came from, and whether it is a retry."""
+
+    result: _Parsed
+    answer: int
+    again: bool = False
+
+    @property
+    def vouched(self) -> bool:
+        """Absolute page ids name exactly the pages announced; no other batch's download has them.
+        Batch-relative ids (and no ids) are the same in every batch of a size: only the URL vouches."""
+        return self.result.page_ids == "absolute"
+
+
+def _pages_of(batch: BatchInfo) -> str:
+    return f"batch {batch.id} (pages {batch.start_page}-{batch.end_page})"
+
+
+_NUMBERING = {"relative": "batch-relative", "absolute": "absolute"}
+
+
+def _page_ids_conflict(
+    request_id: str, batch: BatchInfo, page_ids: PageIds | None, first: tuple[BatchInfo, PageIds] | None
+) -> BatchPagesMismatchError | None:
+    """All batches of a request number their pages one way; the first to show which sets it."""
+    if first is None or page_ids is None or page_ids == first[1]:
+        return None
+    earlier, numbering = first
+    return BatchPagesMismatchError(
+        f"request {request_id} {_pages_of(batch)}: its page ids are {_NUMBERING[page_ids]}, but those of "
+        f"{_pages_of(earlier)} were {_NUMBERING[numbering]}: one of the two holds other pages than announced"
+    )
 
 
 def _completed_batches(info: RequestInfo) -> list[BatchInfo]:
