@@ -74,3 +74,32 @@ def _emulator() -> EmulatorServer:
     from upstage_provider.emulator.synthetic import SyntheticEngine
 
     return EmulatorServer(EmulatorConfig(api_key=API_KEY), engine=SyntheticEngine())
+
+
+def test_airflow_dags_test_of_the_example_dag_lands_everything_and_leaves_no_variables(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The submission ledger lives in the task state store: a successful run leaves no Variables."""
+    from tests.emulator_fixtures import pdf_bytes
+
+    inbox, lake = tmp_path / "inbox", tmp_path / "lake"
+    inbox.mkdir()
+    for name, pages in (("one.pdf", 2), ("스캔 two.pdf", 3)):
+        (inbox / name).write_bytes(pdf_bytes(pages))
+    with _emulator() as server:
+        env = {
+            **airflow_env,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[2] / "dags"),
+            "AIRFLOW_CONN_UPSTAGE_DEFAULT": json.dumps(
+                {"conn_type": "upstage", "host": server.url, "password": API_KEY}
+            ),
+            "UPSTAGE_INGEST_INPUT": str(inbox),
+            "UPSTAGE_INGEST_OUTPUT": str(lake),
+            "UPSTAGE_POLL_INTERVAL": "0.2",
+        }
+        done = run(["dags", "test", "upstage_ocr_ingest", "2026-11-24"], env, check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert server.stats()["submissions"] == 2
+    assert len(list((lake / "ds=2026-11-24" / "pages").glob("*.parquet"))) == 2
+    listed = run(["variables", "list", "--output", "json"], env).stdout
+    assert json.loads(listed or "[]") == []
