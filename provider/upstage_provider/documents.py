@@ -29,7 +29,7 @@ from urllib.request import url2pathname
 
 from upstage_provider.exceptions import (
     CorruptDocumentError,
-    DocumentError,
+    DocumentSourceError,
     DocumentTooLargeError,
     EmptyDocumentError,
     EncryptedDocumentError,
@@ -53,10 +53,6 @@ PDFIUM_LOCK = threading.RLock()
 _MIB = 1024 * 1024
 _POINTS_PER_INCH = 72
 _EMU_PER_INCH = 914_400
-
-
-class DocumentSourceError(DocumentError):
-    """The source cannot be read as given: a missing file, an unusable URI, bytes without a name."""
 
 
 class DocumentFormat(str, enum.Enum):

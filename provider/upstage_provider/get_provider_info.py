@@ -7,6 +7,11 @@ from typing import Any
 from upstage_provider import __version__
 
 DEFAULT_BASE_URL = "https://api.upstage.ai"
+# The connection's defaults live here, beside the form that shows them: the hook reads them too.
+DEFAULT_READ_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_DOWNLOAD_CONCURRENCY = 16
+INTEGRATION = "Upstage OCR"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -18,25 +23,26 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         "integrations": [
             {
-                "integration-name": "Upstage OCR",
+                "integration-name": INTEGRATION,
                 "external-doc-url": "https://console.upstage.ai/docs/capabilities/digitize/ocr",
                 "tags": ["service"],
             }
         ],
-        "hooks": [
-            {
-                "integration-name": "Upstage OCR",
-                "python-modules": ["upstage_provider.hooks.upstage"],
-            }
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": ["upstage_provider.hooks.upstage"]}],
+        "operators": [
+            {"integration-name": INTEGRATION, "python-modules": ["upstage_provider.operators.ocr"]}
         ],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["upstage_provider.sensors.ocr"]}],
+        "triggers": [{"integration-name": INTEGRATION, "python-modules": ["upstage_provider.triggers.ocr"]}],
         "connection-types": [
             {
                 "connection-type": "upstage",
                 "hook-class-name": "upstage_provider.hooks.upstage.UpstageOCRHook",
                 "hook-name": "Upstage OCR",
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "login"],
-                    "relabeling": {"host": "Base URL", "password": "API key"},
+                    # The hook reads the port (when the Base URL has none), so the form shows it.
+                    "hidden-fields": ["schema", "login"],
+                    "relabeling": {"host": "Base URL", "password": "API key", "port": "Port (optional)"},
                     "placeholders": {
                         "host": DEFAULT_BASE_URL,
                         "password": "up_... (from console.upstage.ai)",
@@ -45,16 +51,16 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "timeout": {
                         "label": "Request timeout (seconds)",
-                        "description": "Read timeout for API calls; sync OCR of 100 pages can take minutes.",
-                        "schema": {"type": ["integer", "null"], "default": 300},
+                        "description": "Read timeout for API calls; sync OCR always gets at least 330 s.",
+                        "schema": {"type": ["number", "null"], "default": DEFAULT_READ_TIMEOUT},
                     },
                     "max_retries": {
                         "label": "Retries on 429, 5xx and network errors",
-                        "schema": {"type": ["integer", "null"], "default": 5},
+                        "schema": {"type": ["integer", "null"], "default": DEFAULT_MAX_RETRIES},
                     },
                     "download_concurrency": {
                         "label": "Parallel batch downloads",
-                        "schema": {"type": ["integer", "null"], "default": 8},
+                        "schema": {"type": ["integer", "null"], "default": DEFAULT_DOWNLOAD_CONCURRENCY},
                     },
                 },
             }

@@ -32,7 +32,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from upstage_provider import __version__
 from upstage_provider.columnar import PAGE_COLUMNS, POLYGON_TYPE, WORD_COLUMNS, OCRBatch, from_result
-from upstage_provider.exceptions import UpstageError
+from upstage_provider.exceptions import ParquetPairMismatchError, ParquetWriteError
 from upstage_provider.models import OCRResult
 
 try:
@@ -87,65 +87,6 @@ def _schema(columns: pa.Schema) -> pa.Schema:
 
 WORDS_SCHEMA: pa.Schema = _schema(WORD_COLUMNS)
 PAGES_SCHEMA: pa.Schema = _schema(PAGE_COLUMNS)
-
-
-class ParquetWriteError(UpstageError):
-    """A Parquet file could not be written; nothing was left behind and any earlier file is intact.
-
-    ``permanent`` is True only when a retry cannot help: no permission, a read-only file system, a
-    file where a folder should be, or data that does not fit the schema. Anything else (network,
-    full disk, a flaky object store) is worth a retry.
-    """
-
-    permanent = False
-
-    def __init__(self, target: str, cause: BaseException) -> None:
-        self.target = target
-        self.cause = cause
-        self.permanent = _is_permanent(cause)
-        reason = str(cause) or type(cause).__name__
-        super().__init__(f"could not write {target}: {reason}")
-
-
-_PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST})
-
-
-def _is_permanent(cause: BaseException) -> bool:
-    """Follow explicit causes only (``raise ... from``): fsspec and s3fs keep the OS error there."""
-    if isinstance(cause, (TypeError, ValueError)) and not isinstance(cause, OSError):
-        return True  # includes ArrowInvalid and ArrowTypeError: the data, not the storage
-    seen: set[int] = set()
-    exc: BaseException | None = cause
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (PermissionError, NotADirectoryError, FileExistsError)):
-            return True
-        if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
-            return True
-        exc = exc.__cause__
-    return False
-
-
-class ParquetPairMismatchError(UpstageError):
-    """The words and pages files of a document may not come from the same write.
-
-    Another run wrote the same document to the same location at the same moment, on storage where
-    writers cannot lock each other out (object stores): both files were published, each complete,
-    but the one read back is not this run's. Never permanent: a rerun writes the pair again.
-    """
-
-    permanent = False
-
-    def __init__(self, words_target: str, pages_target: str, write_id: str, reason: str) -> None:
-        self.words_target = words_target
-        self.pages_target = pages_target
-        self.write_id = write_id
-        super().__init__(
-            f"{words_target} and {pages_target} may come from different writes: {reason}; another run "
-            f"is writing the same document to the same location at the same time. Each file is "
-            f"complete, but join them only after one of the runs has written again (compare "
-            f"{WRITE_ID_KEY} in their footers); do not share an output location between concurrent runs"
-        )
 
 
 @dataclass(frozen=True)
@@ -490,7 +431,7 @@ def _check_same_write(pages: _StagedFile, words: _StagedFile, write_id: str) -> 
         superseding = _published_write_id(words)
     except Exception as exc:
         raise ParquetPairMismatchError(
-            words.target, pages.target, write_id, f"reading them back failed ({exc})"
+            words.target, pages.target, write_id, f"reading them back failed ({exc})", footer_key=WRITE_ID_KEY
         ) from exc
     if superseding != write_id:
         log.warning(
@@ -507,6 +448,7 @@ def _check_same_write(pages: _StagedFile, words: _StagedFile, write_id: str) -> 
         pages.target,
         write_id,
         f"{pages.target} has {WRITE_ID_KEY} {theirs or 'none'}, this run wrote {write_id}",
+        footer_key=WRITE_ID_KEY,
     )
 
 

@@ -159,3 +159,16 @@ def test_bad_config_is_a_usage_error(
         main(["--config", str(config_file), "--engine", "synthetic"])
     assert exit_info.value.code == 2
     assert "upstage-emulator: error:" in capsys.readouterr().err
+
+
+def test_without_the_emulator_extra_the_cli_names_the_extra_instead_of_a_traceback() -> None:
+    script = (
+        "import sys; sys.modules['fastapi'] = None  # as if the [emulator] extra were not installed\n"
+        "from upstage_provider.emulator.cli import main\n"
+        "sys.exit(main(['--port', '0']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "pip install 'airflow-provider-upstage[emulator]'" in done.stderr
+    assert "fastapi" in done.stderr
+    assert "Traceback" not in done.stderr

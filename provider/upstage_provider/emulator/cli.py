@@ -156,8 +156,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
     except (OSError, ValueError, TypeError) as exc:
         parser.error(str(exc))
-    from upstage_provider.emulator.app import engine_named
-    from upstage_provider.emulator.server import run
+    try:
+        from upstage_provider.emulator.app import engine_named
+        from upstage_provider.emulator.server import run
+    except ImportError as exc:
+        print(
+            f"upstage-emulator: {exc.name or exc} is not installed; the emulator needs the [emulator] "
+            "extra: pip install 'airflow-provider-upstage[emulator]'",
+            file=sys.stderr,
+        )
+        return 2
 
     options = {"words_per_page": args.words_per_page} if config.engine == "synthetic" else {}
     try:

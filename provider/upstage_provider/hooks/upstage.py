@@ -42,7 +42,12 @@ from upstage_provider.exceptions import (
     UpstageRequestError,
     UpstageServerError,
 )
-from upstage_provider.get_provider_info import DEFAULT_BASE_URL
+from upstage_provider.get_provider_info import (
+    DEFAULT_BASE_URL,
+    DEFAULT_DOWNLOAD_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_READ_TIMEOUT,
+)
 from upstage_provider.models import OCRResult, Page, PageIds, parse_ocr_response
 from upstage_provider.status import BatchInfo, BatchState, RequestInfo, RequestState
 
@@ -60,9 +65,6 @@ API_KEY_ENV = "UPSTAGE_API_KEY"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 # The API gives sync OCR up to 5 minutes server-side; the read timeout must outlast that.
 DEFAULT_SYNC_READ_TIMEOUT = 330.0
-DEFAULT_READ_TIMEOUT = 60.0
-DEFAULT_MAX_RETRIES = 5
-DEFAULT_DOWNLOAD_CONCURRENCY = 16
 MAX_URL_REFRESHES = 3
 MAX_RETRY_AFTER = 300.0
 
