@@ -333,6 +333,31 @@ def test_pages_over_the_pixel_limit_are_refused(engine: TesseractEngine, side: i
         engine.open(png_header(side, side), "poster.png").page(0)
 
 
+def test_a_legal_page_over_pillows_own_guard_is_opened_without_touching_its_global() -> None:
+    """180M pixels: under the API's 200M, over Pillow's ~179M decompression-bomb guard."""
+    import subprocess
+    import warnings
+
+    script = (
+        "from PIL import Image\n"
+        "before = Image.MAX_IMAGE_PIXELS\n"
+        "import upstage_provider.emulator.engine\n"
+        "print(before == Image.MAX_IMAGE_PIXELS)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
+
+    from upstage_provider.emulator.engine import _open_image
+
+    assert 2 * Image.MAX_IMAGE_PIXELS < 15_000 * 12_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        with _open_image(png_header(15_000, 12_000)) as image:
+            assert image.size == (15_000, 12_000)
+    with pytest.raises(OSError, match="cannot identify"):
+        _open_image(b"not an image at all")
+
+
 def test_pdf_page_over_the_pixel_limit_is_refused(engine: TesseractEngine) -> None:
     big = make_pdf("x").replace(b"[0 0 612 792]", b"[0 0 14400 14400]")
     with pytest.raises(UnreadableDocumentError, match=r"page 1 at 150 DPI is 30000 x 30000"):

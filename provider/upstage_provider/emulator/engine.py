@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import time
@@ -143,10 +144,28 @@ _SCANNED_PAGE_IMAGE_COVER = 0.25
 
 # --- formats -----------------------------------------------------------------------------------
 
-# Pages are checked against the API's own limit from their headers before decoding; Pillow's
-# decompression-bomb guard (~179M pixels by default) would refuse legal pages before that.
-if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < 2 * MAX_PAGE_PIXELS:
-    Image.MAX_IMAGE_PIXELS = 2 * MAX_PAGE_PIXELS
+
+def _open_image(data: bytes) -> Image.Image:
+    """``Image.open`` without Pillow's decompression-bomb guard, and without touching its setting.
+
+    Pages are checked against the API's own limit from their headers before decoding; the guard
+    (~179M pixels by default) would refuse legal pages first, and raising the process-wide
+    ``Image.MAX_IMAGE_PIXELS`` would change it for everything else in the process. So the format
+    plugins Pillow registered (HEIF's included) are asked in turn, as ``Image.open`` asks them.
+    """
+    Image.init()
+    prefix = data[:16]
+    for format_id in Image.ID:
+        factory, accept = Image.OPEN[format_id]
+        verdict = accept(prefix) if accept else True
+        if not verdict or isinstance(verdict, str):
+            continue
+        try:
+            return factory(io.BytesIO(data), "")
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue
+    raise OSError("cannot identify image file")
+
 
 try:
     import pillow_heif
@@ -906,16 +925,11 @@ class _ImageDocument:
     def _frame(self, index: int) -> Iterator[Image.Image]:
         # Each call decodes from the bytes: PIL images are not safe to seek from several threads.
         try:
-            with Image.open(io.BytesIO(self._data)) as image:
+            with _open_image(self._data) as image:
                 if index:
                     image.seek(index)
                 _check_pixels(image.width, image.height, where=f"{self._filename}: page {index + 1}")
                 yield image
-        except Image.DecompressionBombError as exc:
-            raise UnreadableDocumentError(
-                f"{self._filename}: the image is far over the limit of "
-                f"{MAX_PAGE_PIXELS // 1_000_000} million pixels per page ({exc})"
-            ) from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise UnreadableDocumentError(f"{self._filename}: the image cannot be decoded ({exc})") from exc
 
