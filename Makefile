@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test system-test lint typecheck demo bench ocr-agreement emulator clean
+.PHONY: install system-deps test test-fast system-test lint typecheck demo bench ocr-agreement emulator clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ test: install system-deps
 	$(PY) -m ruff check provider tests benchmarks dags scripts
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+# The inner loop: parsers, documents, Parquet, hook, trigger and sensor tests (no DAG runs, no
+# subprocess faults, no benchmark smoke pass). `make test` stays the whole suite; CI runs that.
+FAST_TESTS := tests/test_models.py tests/test_columnar.py tests/test_documents.py tests/test_parquet.py \
+	tests/test_provider_info.py tests/test_exceptions.py tests/hooks tests/triggers tests/sensors
+test-fast: install
+	$(PY) -m ruff check provider tests
+	$(PY) -m pytest -q $(FAST_TESTS)
 
 # Real api-server, scheduler, dag-processor and triggerer + PostgreSQL + the emulator on 127.0.0.1.
 system-test: install

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -60,8 +59,9 @@ WRITE_CHECK_PREFIX = "_upstage_write_check-"
 def check_output_writable(output_uri: Any) -> None:
     """Create, then delete, a marker under ``output_uri``: OCR that cannot be written is not paid for.
 
-    The marker's name starts with ``_``, which Spark, Hive, DuckDB and pyarrow datasets skip;
-    folders the check had to create are removed again, so a task that fails later leaves none.
+    The marker's name starts with ``_``, which Spark, Hive, DuckDB and pyarrow datasets skip.
+    The folder stays: concurrent tasks check (and write into) the same one, so removing it again
+    could pull it from under another task's marker or files.
     """
     target = location(output_uri)
     try:
@@ -72,31 +72,15 @@ def check_output_writable(output_uri: Any) -> None:
 
             fs, root = fsspec.core.url_to_fs(str(target))
         root = root.rstrip("/") or "/"
-        missing = _missing_folders(fs, root)
         fs.makedirs(root, exist_ok=True)
         marker = f"{root.rstrip('/')}/{WRITE_CHECK_PREFIX}{uuid.uuid4().hex}"
         fs.pipe_file(marker, b"")
         fs.rm_file(marker)
-        for folder in missing:
-            with contextlib.suppress(OSError):
-                fs.rmdir(folder)
     except Exception as exc:
         raise AirflowFailException(
             f"output_uri {output_uri} is not writable ({type(exc).__name__}: {exc}); check permissions "
             "or choose another output_uri (checked before any paid OCR call or download)"
         ) from None
-
-
-def _missing_folders(fs: Any, path: str) -> list[str]:
-    """The folders from ``path`` up that do not exist yet, deepest first."""
-    missing = []
-    while path and not fs.exists(path):
-        missing.append(path)
-        parent = fs._parent(path)
-        if parent == path:
-            break
-        path = parent
-    return missing
 
 
 # --- waiting -----------------------------------------------------------------------------------

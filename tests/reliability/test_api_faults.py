@@ -445,7 +445,7 @@ def test_a_failed_batch_fails_the_sensor_once_with_the_api_message_and_pages(
     assert task_instance(run, "submit").state == "success"
     assert server.stats()["submissions"] == 1
     assert endpoint(server, "download")["total"] == 0
-    assert not out.exists()
+    assert not out.exists() or list(out.rglob("*")) == []  # the write check may leave the folder
     (error,) = task_failures(capsys)
     assert error.startswith("airflow.sdk.exceptions.AirflowFailException: ")
     assert "pages 11-20" in error
@@ -502,7 +502,7 @@ def test_a_request_over_the_page_limit_fails_the_sensor_once_with_the_api_messag
     assert "1001 pages is over the limit of 1,000 pages" in error
     assert emulator.stats()["submissions"] == 1
     assert endpoint(emulator, "download")["total"] == 0
-    assert not out.exists()
+    assert not out.exists() or list(out.rglob("*")) == []  # the write check may leave the folder
 
 
 # --- 9. A wrong API key; the API unreachable -----------------------------------------------------
