@@ -17,6 +17,7 @@ import requests
 
 from tests.emulator_fixtures import API_KEY
 from tests.emulator_fixtures import pdf_bytes as make_pdf
+from tests.loop_lag import MAX_LOOP_GAP, loop_lag
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
@@ -455,18 +456,29 @@ def test_test_connection(emulator: EmulatorServer, connect: Callable[..., str]) 
 async def test_aget_request_reads_status_without_blocking(
     make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
 ) -> None:
-    server = make_emulator(faults=FaultConfig(rate_429=0.5, retry_after=0.0, seed=3))
+    # Half the status calls are answered 429 (retried), the others after 0.3 s: a client that
+    # blocks holds the loop that long per answer, twice the most this test lets it stand still.
+    server = make_emulator(
+        faults=FaultConfig(
+            rate_429=0.5, retry_after=0.0, seed=3, latency_per_request=0.3, endpoints=("status",)
+        )
+    )
     hook = UpstageOCRHook(connect(server.url), max_retries=10, **FAST)
     request_id = hook.submit(load_document(make_pdf(5), name="x.pdf"))
-    for _ in range(200):
-        info = await hook.aget_request(request_id)
-        if info.is_terminal:
-            break
+    async with loop_lag() as lag:
+        for _ in range(200):
+            info = await hook.aget_request(request_id)
+            if info.is_terminal:
+                break
+        with pytest.raises(UpstageRequestError) as err:
+            await hook.aget_request("00000000-0000-0000-0000-000000000000")
     assert info.status is RequestState.COMPLETED
     assert info.total_pages == 5
-    with pytest.raises(UpstageRequestError) as err:
-        await hook.aget_request("00000000-0000-0000-0000-000000000000")
     assert err.value.status_code == 404
+    answered = server.stats()["endpoints"]["status"]["by_status"]
+    assert answered.get("429", 0) >= 1  # the retries ran through the loop too
+    assert answered.get("200", 0) + answered.get("404", 0) >= 2
+    assert lag.worst < MAX_LOOP_GAP, f"the loop stood still {lag.worst:.3f} s at once"
 
 
 async def test_hooks_in_one_event_loop_share_one_http_client(

@@ -17,6 +17,7 @@ from airflow.triggers.base import TriggerEvent
 
 from tests.emulator_fixtures import API_KEY, WORDS_PER_PAGE
 from tests.emulator_fixtures import pdf_bytes as make_pdf
+from tests.loop_lag import MAX_LOOP_GAP, loop_lag
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
@@ -125,25 +126,20 @@ async def test_a_trigger_rebuilt_from_serialize_resumes_the_same_wait(
 
 
 async def test_many_triggers_share_one_loop_without_blocking_it(
-    emulator: EmulatorServer, connect: Callable[..., str]
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
 ) -> None:
-    conn_id = connect(emulator.url)
-    request_ids = [submit(emulator, conn_id, 2) for _ in range(5)]
-    lags: list[float] = []
-
-    async def probe() -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(0.01)
-            lags.append(time.perf_counter() - before - 0.01)
-
-    prober = asyncio.ensure_future(probe())
-    got = await asyncio.gather(
-        *(events(UpstageOCRTrigger(r, conn_id, poll_interval=0.05)) for r in request_ids)
-    )
-    prober.cancel()
+    # Every status call takes 0.3 s: a client that blocks holds the loop that long per call,
+    # twice the most this test lets the loop go without turning.
+    server = make_emulator(FaultConfig(latency_per_request=0.3, endpoints=("status",)))
+    conn_id = connect(server.url)
+    request_ids = [submit(server, conn_id, 2) for _ in range(5)]
+    async with loop_lag() as lag:
+        got = await asyncio.gather(
+            *(events(UpstageOCRTrigger(r, conn_id, poll_interval=0.05)) for r in request_ids)
+        )
     assert [e[0].payload["status"] for e in got] == ["success"] * 5
-    assert lags  # the loop kept turning while the triggers waited
+    assert status_calls(server)["total"] >= 5
+    assert lag.worst < MAX_LOOP_GAP, f"the loop stood still {lag.worst:.3f} s at once"
 
 
 # --- API outages while a trigger waits ----------------------------------------------------------
