@@ -36,14 +36,28 @@ async def events(trigger: UpstageOCRTrigger) -> list[TriggerEvent]:
     return [e async for e in trigger.run()]
 
 
-def test_serialize_round_trip_holds_only_primitives_and_no_key() -> None:
-    trigger = UpstageOCRTrigger(request_id="r-1", conn_id="c", poll_interval=2, deadline=1_900_000_000.5)
+async def test_serialize_round_trip_holds_only_primitives_and_no_key(
+    emulator: EmulatorServer, connect: Callable[..., str]
+) -> None:
+    # The key is the connection's password, and the trigger has used it: had it kept the key
+    # (or anything holding it), serialize(), and so the triggerer's table and repr, would show it.
+    conn_id = connect(emulator.url, password=API_KEY)
+    request_id = submit(emulator, conn_id, 1)
+    trigger = UpstageOCRTrigger(request_id, conn_id, poll_interval=0.05, deadline=1_900_000_000.5)
+    (event,) = await events(trigger)
+    assert event.payload["status"] == "success"
     path, kwargs = trigger.serialize()
     assert path == "upstage_provider.triggers.ocr.UpstageOCRTrigger"
-    assert kwargs == {"request_id": "r-1", "conn_id": "c", "poll_interval": 2.0, "deadline": 1_900_000_000.5}
+    assert kwargs == {
+        "request_id": request_id,
+        "conn_id": conn_id,
+        "poll_interval": 0.05,
+        "deadline": 1_900_000_000.5,
+    }
     assert all(isinstance(v, (str, float, int, type(None))) for v in kwargs.values())
     assert UpstageOCRTrigger(**kwargs).serialize() == (path, kwargs)
-    assert API_KEY not in repr(kwargs)
+    for text in (repr(kwargs), repr(trigger), str(event.payload)):
+        assert API_KEY not in text
 
 
 async def test_completed_request_gives_one_success_event(
