@@ -14,14 +14,17 @@ from typing import Any, ClassVar
 
 import pytest
 import requests
+import structlog
 
 from tests.emulator_fixtures import API_KEY
 from tests.emulator_fixtures import pdf_bytes as make_pdf
+from tests.loop_lag import MAX_LOOP_GAP, loop_lag
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
 from upstage_provider.exceptions import (
     DownloadURLExpiredError,
+    MalformedResponseError,
     RequestFailedError,
     TooManyPagesError,
     UpstageAuthError,
@@ -433,8 +436,9 @@ def test_malformed_batch_is_a_clear_error(
     handler.steps["/v1/document-digitization/requests/r1"] = [_reply(200, _one_batch_status(base))]
     handler.steps["/files/r1/0"] = [_reply(200, {"pages": [{"id": 0, "words": [{"id": 0}]}]})]
     hook = UpstageOCRHook(connect(base), **FAST)
-    with pytest.raises(ValueError, match=r"pages\[0\]"):
+    with pytest.raises(MalformedResponseError, match=r"request r1 batch 0: pages\[0\]") as err:
         list(hook.iter_results("r1"))
+    assert err.value.permanent  # a retry gets the same bytes: operators fail at once
 
 
 # --- connection test, async, secrets ---------------------------------------------------------------
@@ -455,34 +459,60 @@ def test_test_connection(emulator: EmulatorServer, connect: Callable[..., str]) 
 async def test_aget_request_reads_status_without_blocking(
     make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
 ) -> None:
-    server = make_emulator(faults=FaultConfig(rate_429=0.5, retry_after=0.0, seed=3))
+    # Half the status calls are answered 429 (retried), the others after 0.3 s: a client that
+    # blocks holds the loop that long per answer, twice the most this test lets it stand still.
+    server = make_emulator(
+        faults=FaultConfig(
+            rate_429=0.5, retry_after=0.0, seed=3, latency_per_request=0.3, endpoints=("status",)
+        )
+    )
     hook = UpstageOCRHook(connect(server.url), max_retries=10, **FAST)
     request_id = hook.submit(load_document(make_pdf(5), name="x.pdf"))
-    for _ in range(200):
-        info = await hook.aget_request(request_id)
-        if info.is_terminal:
-            break
+    async with loop_lag() as lag:
+        for _ in range(200):
+            info = await hook.aget_request(request_id)
+            if info.is_terminal:
+                break
+        with pytest.raises(UpstageRequestError) as err:
+            await hook.aget_request("00000000-0000-0000-0000-000000000000")
     assert info.status is RequestState.COMPLETED
     assert info.total_pages == 5
-    with pytest.raises(UpstageRequestError) as err:
-        await hook.aget_request("00000000-0000-0000-0000-000000000000")
     assert err.value.status_code == 404
+    answered = server.stats()["endpoints"]["status"]["by_status"]
+    assert answered.get("429", 0) >= 1  # the retries ran through the loop too
+    assert answered.get("200", 0) + answered.get("404", 0) >= 2
+    assert lag.worst < MAX_LOOP_GAP, f"the loop stood still {lag.worst:.3f} s at once"
 
 
 async def test_hooks_in_one_event_loop_share_one_http_client(
-    emulator: EmulatorServer, connect: Callable[..., str]
+    emulator: EmulatorServer, connect: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import httpx
+
     from upstage_provider.hooks import upstage
 
+    built: list[httpx.AsyncClient] = []
+    used: list[httpx.AsyncClient] = []
+
+    class CountedClient(httpx.AsyncClient):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+        async def get(self, *args: Any, **kwargs: Any) -> httpx.Response:
+            used.append(self)
+            return await super().get(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "AsyncClient", CountedClient)
     conn_id = connect(emulator.url)
     request_id = UpstageOCRHook(conn_id).submit(load_document(make_pdf(1), name="x.pdf"))
     hooks = [UpstageOCRHook(conn_id) for _ in range(5)]
     await asyncio.gather(*(h.aget_request(request_id) for h in hooks))
-    loop = asyncio.get_running_loop()
-    client = upstage._LOOP_CLIENTS[loop]
     await asyncio.gather(*(h.aget_request(request_id) for h in hooks))
-    assert upstage._LOOP_CLIENTS[loop] is client  # one client, its connection pool reused
-    assert len([c for lp, c in upstage._LOOP_CLIENTS.items() if lp is loop]) == 1
+    assert len(built) == 1, f"{len(built)} HTTP clients for 10 status calls in one loop"
+    assert len(used) == 10
+    assert all(client is built[0] for client in used)  # one client, its connection pool reused
+    assert upstage._LOOP_CLIENTS[asyncio.get_running_loop()].client is built[0]
 
 
 class _CountsInFlight(BaseHTTPRequestHandler):
@@ -543,20 +573,25 @@ def test_the_key_never_appears_in_logs_or_errors(
     connect: Callable[..., str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    server = make_emulator(faults=FaultConfig(rate_429=0.3, rate_5xx=0.2, seed=5))
+    caplog.set_level(logging.DEBUG)  # urllib3, the emulator: stdlib logging
+    # Every call is first answered 503 (and some 429): each one logs a retry line.
+    server = make_emulator(faults=FaultConfig(burst_5xx=1, rate_429=0.3, seed=5))
     hook = UpstageOCRHook(connect(server.url), max_retries=10, **FAST)
-    texts: list[str] = []
-    request_id = hook.submit(load_document(make_pdf(12), name="x.pdf"))
-    wait_done(hook, request_id)
-    list(hook.iter_results(request_id))
-    for bad in (lambda: hook.get_request("nope"), lambda: hook.ocr(b"%PDF-1.4 broken", model="ocr")):
-        try:
-            bad()
-        except Exception as exc:
-            texts.append(str(exc))
-            texts.append(repr(exc))
-    texts.extend(r.getMessage() for r in caplog.records)
+    with structlog.testing.capture_logs() as hook_lines:  # the hook: Airflow's structlog loggers
+        request_id = hook.submit(load_document(make_pdf(12), name="x.pdf"))
+        wait_done(hook, request_id)
+        list(hook.iter_results(request_id))
+        with pytest.raises(UpstageRequestError) as not_found:
+            hook.get_request("00000000-0000-0000-0000-000000000000")
+        with pytest.raises(UpstageRequestError) as bad_model:
+            hook.ocr(load_document(make_pdf(1), name="one.pdf"), model="no-such-model")
+    # What could carry the key was produced: retry lines (429 and 5xx), two API errors.
+    retries = [e for e in hook_lines if "retry" in str(e["event"])]
+    assert len(retries) >= 5, [e["event"] for e in hook_lines]
+    assert not_found.value.status_code == 404
+    assert bad_model.value.status_code == 400
+    texts = [repr(entry) for entry in hook_lines]  # the message and every field logged with it
+    texts += [r.getMessage() for r in caplog.records]
+    texts += [text for err in (not_found, bad_model) for text in (str(err.value), repr(err.value))]
     texts.append(repr(hook))
-    assert texts
     assert not [t for t in texts if API_KEY in t]

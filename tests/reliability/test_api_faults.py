@@ -1,6 +1,7 @@
 """
-Issue 4's fault matrix, API side: each fault is injected for real, over HTTP on 127.0.0.1, into
-the emulator (or a purpose-built server), and each test counts what the emulator saw.
+The API's bad days, from the client's side: each fault (429s, 5xxs, resets, stalls, expired
+URLs, malformed answers) is injected for real, over HTTP on 127.0.0.1, into the emulator (or a
+purpose-built server), and each test counts what the emulator saw.
 
 Retry waits are recorded and slept at 2% (``retry_waits``): the decisions are real, the clock
 is fast.
@@ -828,7 +829,7 @@ WRONG_VALUES = [None, "12", [], {}, True, -1, 10**30, 1.5, "NaN"]
 
 @st.composite
 def malformed(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
-    """(what was done, a response) with one fault drawn from the list in the issue."""
+    """(what was done, a response) with one malformed-response fault of the kinds sampled below."""
     body = ocr_body()
     kind = draw(
         st.sampled_from(

@@ -1,5 +1,5 @@
 """
-Issue 4: the emulator as a server a developer leaves running. It listens on 127.0.0.1 unless
+The emulator as a server a developer leaves running. It listens on 127.0.0.1 unless
 told otherwise, wants the key, refuses oversized uploads without reading them, issues download
 URLs that cannot be forged, reused or kept, and never turns a client's text into a path.
 """

@@ -1,9 +1,9 @@
-"""Issue 4, process-level faults: real child processes SIGKILLed at the worst moment, real mounts.
+"""Process-level faults: real child processes SIGKILLed at the worst moment, real mounts.
 
-- 5: the triggerer killed mid-poll and started again from the trigger's serialized kwargs;
-- 6: the worker killed after its submit reached the API, then the same task instance run again;
-- 7: the worker killed while a big Parquet file is being written, then retried;
-- 8: the output folder on a full or read-only file system (a 64 KiB tmpfs, a read-only bind mount).
+- the triggerer killed mid-poll and started again from the trigger's serialized kwargs;
+- the worker killed after its submit reached the API, then the same task instance run again;
+- the worker killed while a big Parquet file is being written, then retried;
+- the output folder on a full or read-only file system (a 64 KiB tmpfs, a read-only bind mount).
 
 The children are ``tests/reliability/proc_*.py``, started with this interpreter and the test's
 environment (connections, AIRFLOW_HOME, the database), so they see what the test set up.

@@ -1,7 +1,7 @@
 """
-Issue 4, secrets: run the pipeline through dag.test() in the ways it can go (success through
-429s and 5xxs, a refused key, a failed batch, a bad document) with a recognisable API key,
-then count that key in everything the runs left behind. Every count must be 0.
+The API key never leaks: run the pipeline through dag.test() in the ways it can go (success
+through 429s and 5xxs, a refused key, a failed batch, a bad document) with a recognisable API
+key, then count that key in everything the runs left behind. Every count must be 0.
 """
 
 from __future__ import annotations

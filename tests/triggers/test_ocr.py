@@ -17,6 +17,7 @@ from airflow.triggers.base import TriggerEvent
 
 from tests.emulator_fixtures import API_KEY, WORDS_PER_PAGE
 from tests.emulator_fixtures import pdf_bytes as make_pdf
+from tests.loop_lag import MAX_LOOP_GAP, loop_lag
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
@@ -35,14 +36,28 @@ async def events(trigger: UpstageOCRTrigger) -> list[TriggerEvent]:
     return [e async for e in trigger.run()]
 
 
-def test_serialize_round_trip_holds_only_primitives_and_no_key() -> None:
-    trigger = UpstageOCRTrigger(request_id="r-1", conn_id="c", poll_interval=2, deadline=1_900_000_000.5)
+async def test_serialize_round_trip_holds_only_primitives_and_no_key(
+    emulator: EmulatorServer, connect: Callable[..., str]
+) -> None:
+    # The key is the connection's password, and the trigger has used it: had it kept the key
+    # (or anything holding it), serialize(), and so the triggerer's table and repr, would show it.
+    conn_id = connect(emulator.url, password=API_KEY)
+    request_id = submit(emulator, conn_id, 1)
+    trigger = UpstageOCRTrigger(request_id, conn_id, poll_interval=0.05, deadline=1_900_000_000.5)
+    (event,) = await events(trigger)
+    assert event.payload["status"] == "success"
     path, kwargs = trigger.serialize()
     assert path == "upstage_provider.triggers.ocr.UpstageOCRTrigger"
-    assert kwargs == {"request_id": "r-1", "conn_id": "c", "poll_interval": 2.0, "deadline": 1_900_000_000.5}
+    assert kwargs == {
+        "request_id": request_id,
+        "conn_id": conn_id,
+        "poll_interval": 0.05,
+        "deadline": 1_900_000_000.5,
+    }
     assert all(isinstance(v, (str, float, int, type(None))) for v in kwargs.values())
     assert UpstageOCRTrigger(**kwargs).serialize() == (path, kwargs)
-    assert API_KEY not in repr(kwargs)
+    for text in (repr(kwargs), repr(trigger), str(event.payload)):
+        assert API_KEY not in text
 
 
 async def test_completed_request_gives_one_success_event(
@@ -125,25 +140,20 @@ async def test_a_trigger_rebuilt_from_serialize_resumes_the_same_wait(
 
 
 async def test_many_triggers_share_one_loop_without_blocking_it(
-    emulator: EmulatorServer, connect: Callable[..., str]
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
 ) -> None:
-    conn_id = connect(emulator.url)
-    request_ids = [submit(emulator, conn_id, 2) for _ in range(5)]
-    lags: list[float] = []
-
-    async def probe() -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(0.01)
-            lags.append(time.perf_counter() - before - 0.01)
-
-    prober = asyncio.ensure_future(probe())
-    got = await asyncio.gather(
-        *(events(UpstageOCRTrigger(r, conn_id, poll_interval=0.05)) for r in request_ids)
-    )
-    prober.cancel()
+    # Every status call takes 0.3 s: a client that blocks holds the loop that long per call,
+    # twice the most this test lets the loop go without turning.
+    server = make_emulator(FaultConfig(latency_per_request=0.3, endpoints=("status",)))
+    conn_id = connect(server.url)
+    request_ids = [submit(server, conn_id, 2) for _ in range(5)]
+    async with loop_lag() as lag:
+        got = await asyncio.gather(
+            *(events(UpstageOCRTrigger(r, conn_id, poll_interval=0.05)) for r in request_ids)
+        )
     assert [e[0].payload["status"] for e in got] == ["success"] * 5
-    assert lags  # the loop kept turning while the triggers waited
+    assert status_calls(server)["total"] >= 5
+    assert lag.worst < MAX_LOOP_GAP, f"the loop stood still {lag.worst:.3f} s at once"
 
 
 # --- API outages while a trigger waits ----------------------------------------------------------
