@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 
 from upstage_provider.get_provider_info import get_provider_info
 from upstage_provider.hooks import upstage as hook_module
@@ -24,14 +25,14 @@ def test_hooks_operators_sensors_and_triggers_are_listed_and_import() -> None:
         assert any(inspect.isclass(getattr(m, cls, None)) for m in modules), (section, cls)
 
 
-def test_the_connection_form_shows_the_defaults_the_hook_uses() -> None:
+def test_the_connection_form_shows_the_defaults_the_hook_uses(connect: Callable[..., str]) -> None:
+    """What a connection without extras gets is what the form says it gets."""
     (conn,) = get_provider_info()["connection-types"]
     fields = conn["conn-fields"]
-    assert fields["timeout"]["schema"]["default"] == hook_module.DEFAULT_READ_TIMEOUT
-    assert fields["max_retries"]["schema"]["default"] == hook_module.DEFAULT_MAX_RETRIES
-    assert fields["download_concurrency"]["schema"]["default"] == hook_module.DEFAULT_DOWNLOAD_CONCURRENCY
-    hook = hook_module.UpstageOCRHook()
-    assert (hook._download_concurrency, hook._max_retries, hook._timeout) == (None, None, None)
+    hook = hook_module.UpstageOCRHook(connect("http://127.0.0.1:9"))
+    assert hook.download_concurrency == fields["download_concurrency"]["schema"]["default"]
+    assert hook._read_timeout(hook.connection) == fields["timeout"]["schema"]["default"]
+    assert hook._retry(hook.connection).attempts == fields["max_retries"]["schema"]["default"] + 1
 
 
 def test_every_field_the_hook_reads_is_on_the_form() -> None:

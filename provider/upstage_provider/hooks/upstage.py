@@ -293,7 +293,7 @@ class UpstageOCRHook(BaseHook):
                 response = self.session.request(method, url, headers=headers, timeout=timeout, **kwargs)
             except requests.exceptions.RequestException as exc:
                 error = _connection_error(exc, what, url)
-                sent = _connection_failure(exc) != "connect"
+                sent = not error.never_sent
                 if sent and not idempotent:
                     raise UpstageConnectionError(
                         f"{error.message}; the request may have reached the API, so it is not repeated "

@@ -147,7 +147,10 @@ class UpstageOCRSensor(BaseSensorOperator):
         return DocumentMeta(f"upstage://requests/{self.request_id}", "", self.request_id)
 
     def _handoff(self, context: Context) -> dict[str, Any] | None:
-        return find_handoff(context, self.upstream_task_ids, self.request_id)
+        """Pulled once per task run: the metadata and the Variable cleanup both need it."""
+        if not hasattr(self, "_handoff_pulled"):
+            self._handoff_pulled = find_handoff(context, self.upstream_task_ids, self.request_id)
+        return self._handoff_pulled
 
     def _forget_submission(self, context: Context) -> None:
         """On Airflow 3.1/3.2 the submit task's ledger Variable goes once the document is done."""
