@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import struct
+import subprocess
+import sys
 import uuid
 import warnings
 import zipfile
@@ -18,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import upstage_provider.documents as documents_package
 from upstage_provider.documents import (
     MAX_ASYNC_PAGES,
     MAX_FILE_BYTES,
@@ -760,3 +764,22 @@ def test_load_never_raises_anything_else(data: bytes) -> None:
         return
     assert isinstance(doc, Document)
     assert doc.pages is None or all(p.width > 0 and p.height > 0 for p in doc.pages)
+
+
+def test_import_loads_no_airflow_nor_heavy_parsers() -> None:
+    """The hook, the operators and the emulator share this package: importing it must stay cheap.
+
+    PIL, PDFium and fsspec are imported only when a document needs them.
+    """
+    code = (
+        "import json, sys, upstage_provider.documents as d\n"
+        "heavy = {'airflow', 'pyarrow', 'PIL', 'pypdfium2', 'fsspec'}\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & heavy)\n"
+        "print('RESULT', json.dumps([d.__file__, loaded]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    (result,) = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    where, loaded = json.loads(result.removeprefix("RESULT "))
+    assert where == documents_package.__file__  # the child imported the code under test
+    assert loaded == []
