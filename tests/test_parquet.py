@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from upath import UPath
 
 from tests import parquet_race
-from upstage_provider import __version__, parquet
+from upstage_provider import __version__, publish
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.models import OCRResult, Page, Word, parse_ocr_response
 from upstage_provider.parquet import (
@@ -905,7 +905,7 @@ def test_without_file_locks_the_write_still_checks_the_pair(
     def flock(fd: int, operation: int) -> None:
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(parquet.fcntl, "flock", flock)
+    monkeypatch.setattr(publish.fcntl, "flock", flock)
     with caplog.at_level(logging.WARNING, logger="upstage_provider.parquet"):
         summary = write([multi_page.result], tmp_path, multi_page.meta)
     assert "no file locks on" in caplog.text

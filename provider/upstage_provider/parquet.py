@@ -2,13 +2,13 @@
 
 No Airflow import: the operator hands over an ``ObjectStoragePath`` (or any ``.fs``/``.path`` object,
 fsspec URI or local path) and this module does the rest with fsspec and pyarrow, so it is fast to
-test and reusable outside Airflow. The layout, schema and guarantees are described in
+test and reusable outside Airflow. How the files get into place whole (staging, the lock, the write id
+check) is ``publish``'s. The layout, schema and guarantees are described in
 ``docs/parquet.md``; column names and types are a public contract.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -17,28 +17,24 @@ import re
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Protocol, Union, runtime_checkable
+from typing import Protocol, Union, runtime_checkable
 from urllib.parse import unquote
 
 import fsspec
 import pyarrow as pa
-import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
-from fsspec.implementations.local import LocalFileSystem
 
 from upstage_provider import __version__
 from upstage_provider.columnar import PAGE_COLUMNS, POLYGON_TYPE, WORD_COLUMNS, OCRBatch, from_result
 from upstage_provider.exceptions import ParquetPairMismatchError, ParquetWriteError
 from upstage_provider.models import OCRResult
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no per-document lock, the write id check still guards the pair
-    fcntl = None  # type: ignore[assignment]
+from upstage_provider.publish import METADATA_PREFIX as METADATA_PREFIX
+from upstage_provider.publish import STALE_TEMP_SECONDS as STALE_TEMP_SECONDS
+from upstage_provider.publish import WRITE_ID_KEY as WRITE_ID_KEY
+from upstage_provider.publish import StagedFile, as_write_error, check_same_write, document_lock, join_path
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +54,7 @@ __all__ = [
 COMPRESSION = "zstd"
 WORDS_DIR = "words"
 PAGES_DIR = "pages"
-METADATA_PREFIX = "upstage."
-
-#: A hidden temporary file of the same target untouched for this long was left by a writer that
-#: was killed (SIGKILL, OOM, a lost node): no ``finally`` ran for it. Younger ones may belong to a
-#: run still writing the same document, so they are left alone.
-STALE_TEMP_SECONDS = 300.0
-
-#: Footer key naming the write a file came from; the words and pages files of one write share it.
-WRITE_ID_KEY = METADATA_PREFIX + "write_id"
+# METADATA_PREFIX, WRITE_ID_KEY and STALE_TEMP_SECONDS live in ``publish`` and are re-exported here.
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -220,244 +208,6 @@ def _resolve(output_uri: OutputLocation) -> tuple[AbstractFileSystem, str]:
     return fs, path.rstrip("/") or "/"
 
 
-def _is_local(fs: AbstractFileSystem) -> bool:
-    return isinstance(fs, LocalFileSystem)
-
-
-def _display_uri(fs: AbstractFileSystem, path: str) -> str:
-    """Local files as absolute paths, everything else with its scheme (``s3://...``)."""
-    return path if _is_local(fs) else fs.unstrip_protocol(path)
-
-
-def _join(*parts: str) -> str:
-    return "/".join([parts[0].rstrip("/"), *(part.strip("/") for part in parts[1:])])
-
-
-# --- one file, staged under a hidden name -------------------------------------------------------
-
-
-class _StagedFile:
-    """A Parquet file written under a hidden temporary name and moved into place on commit.
-
-    Readers never see it half-written: the ``.`` prefix hides it from pyarrow.dataset and Spark,
-    and the ``.tmp-<uuid>`` suffix from ``*.parquet`` globs; the uuid keeps concurrent runs apart.
-    """
-
-    def __init__(self, fs: AbstractFileSystem, folder: str, name: str, schema: pa.Schema) -> None:
-        self.fs = fs
-        self.folder = folder
-        self.final = _join(folder, name)
-        self.temp = _join(folder, f".{name}.tmp-{uuid.uuid4().hex}")
-        self.target = _display_uri(fs, self.final)
-        self.schema = schema
-        self._handle: IO[bytes] | None = None
-        self._writer: pq.ParquetWriter | None = None
-
-    def open(self, metadata: dict[str, str]) -> None:
-        with _as_write_error(self.target):
-            self.fs.makedirs(self.folder, exist_ok=True)
-            self._handle = self.fs.open(self.temp, "wb")
-            self._writer = pq.ParquetWriter(
-                self._handle, self.schema.with_metadata(metadata), compression=COMPRESSION
-            )
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        """One call, one row group; empty batches are skipped (they would be empty row groups)."""
-        if batch.num_rows == 0:
-            return
-        assert self._writer is not None, "open() first"
-        with _as_write_error(self.target):
-            self._writer.write_batch(batch)
-
-    def finish(self, late_metadata: dict[str, str]) -> None:
-        """Write the footer; the file stays hidden until ``publish``."""
-        assert self._writer is not None, "open() first"
-        assert self._handle is not None, "open() first"
-        with _as_write_error(self.target):
-            self._writer.add_key_value_metadata(late_metadata)
-            self._writer.close()
-            self._writer = None
-            self._handle.close()
-            self._handle = None
-
-    def publish(self) -> None:
-        """Rename over any earlier file (one atomic step on local disk)."""
-        assert self._writer is None, "finish() first"
-        assert self._handle is None, "finish() first"
-        with _as_write_error(self.target):
-            if _is_local(self.fs):
-                os.replace(self.temp, self.final)
-            else:
-                self.fs.mv(self.temp, self.final)
-
-    def remove_stale_temps(self) -> None:
-        _remove_stale_temps(self.fs, self.folder, self.final.rsplit("/", 1)[-1])
-
-    def discard(self) -> None:
-        """Best effort: the error that brought us here matters more than one from cleaning up."""
-        if self._writer is not None:
-            with suppress(Exception):
-                self._writer.close()
-        if self._handle is not None:
-            with suppress(Exception):
-                self._handle.close()
-        self._writer = self._handle = None
-        with suppress(Exception):
-            if self.fs.exists(self.temp):
-                self.fs.rm(self.temp)
-
-
-def _remove_stale_temps(fs: AbstractFileSystem, folder: str, name: str) -> int:
-    """Delete the hidden temporaries of ``name`` that killed writers left; returns how many.
-
-    Only this target's own ``.<name>.tmp-<uuid hex>`` files older than ``STALE_TEMP_SECONDS`` go:
-    other documents' files and a concurrent run's fresh ones are never touched. Best effort: a
-    failure here must not fail a write that has already been published.
-    """
-    pattern = re.compile(re.escape(f".{name}.tmp-") + r"[0-9a-f]{32}")
-    removed = 0
-    try:
-        entries = fs.ls(folder, detail=True)
-    except Exception as exc:
-        log.debug("could not list %s for stale temporary files: %s", folder, exc)
-        return 0
-    now = time.time()
-    for entry in entries:
-        path = str(entry.get("name", ""))
-        if not pattern.fullmatch(path.rsplit("/", 1)[-1]):
-            continue
-        try:
-            modified = fs.modified(path).timestamp()
-            if now - modified < STALE_TEMP_SECONDS:
-                continue
-            fs.rm(path)
-            removed += 1
-        except Exception as exc:
-            log.debug("could not remove stale temporary file %s: %s", path, exc)
-    if removed:
-        log.info(
-            "removed %d stale temporary file(s) of %s left by killed writers", removed, _join(folder, name)
-        )
-    return removed
-
-
-@contextmanager
-def _as_write_error(target: str) -> Iterator[None]:
-    """Turns any failure while writing into a ParquetWriteError naming the target file."""
-    try:
-        yield
-    except ParquetWriteError:
-        raise
-    except Exception as exc:
-        raise ParquetWriteError(target, exc) from exc
-
-
-# --- one document's pair, published together ---------------------------------------------------
-
-#: ``flock`` errors that mean "this filesystem has no locks" rather than "something is wrong".
-_NO_LOCK_ERRNOS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL})
-
-
-@contextmanager
-def _document_lock(fs: AbstractFileSystem, root: str, name: str) -> Iterator[None]:
-    """Keep other writers of the same document out while this one publishes its pair.
-
-    Local disk only: an exclusive ``flock`` on the hidden ``<root>/.<name>.lock``, which readers
-    skip like the temporaries. Elsewhere (object stores have no locks) and where ``flock`` is not
-    supported it does nothing, and the write id check is the guard. The lock file is removed
-    before the lock is released; one left by a killed writer is simply taken over.
-    """
-    if fcntl is None or not _is_local(fs):
-        yield
-        return
-    path = _join(root, f".{name}.lock")
-    with _as_write_error(path):
-        fd = _lock_file(path)
-    if fd is None:
-        yield
-        return
-    try:
-        yield
-    finally:
-        with suppress(OSError):
-            os.unlink(path)
-        os.close(fd)
-
-
-def _lock_file(path: str) -> int | None:
-    """A descriptor holding the lock on the file now at ``path``; None if locks are not supported.
-
-    A writer that waited may get the lock on a file the previous holder has just removed; it then
-    tries again on the file at ``path``, so two writers never hold locks on different files.
-    """
-    assert fcntl is not None
-    while True:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            held = os.fstat(fd)
-            try:
-                current = os.stat(path)
-            except FileNotFoundError:
-                current = None
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in _NO_LOCK_ERRNOS:
-                with suppress(OSError):
-                    os.unlink(path)
-                log.warning("no file locks on %s (%s): relying on the write id check", path, exc)
-                return None
-            raise
-        except BaseException:
-            os.close(fd)
-            raise
-        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
-            return fd
-        os.close(fd)
-
-
-def _check_same_write(pages: _StagedFile, words: _StagedFile, write_id: str) -> None:
-    """Raise if this write's words file now stands beside another write's pages file.
-
-    Run after both renames (pages first). The writer whose words rename comes last always finds
-    its own words file, and finds another write's pages file exactly when the pair is mixed, so a
-    mixed pair always fails at least one run. A writer whose words file was already replaced
-    again has been superseded: the later writer checks the pair.
-    """
-    try:
-        theirs = _published_write_id(pages)
-        if theirs == write_id:
-            return
-        superseding = _published_write_id(words)
-    except Exception as exc:
-        raise ParquetPairMismatchError(
-            words.target, pages.target, write_id, f"reading them back failed ({exc})", footer_key=WRITE_ID_KEY
-        ) from exc
-    if superseding != write_id:
-        log.warning(
-            "%s and %s were replaced by a concurrent write (%s %s) right after this one (%s)",
-            words.target,
-            pages.target,
-            WRITE_ID_KEY,
-            superseding,
-            write_id,
-        )
-        return
-    raise ParquetPairMismatchError(
-        words.target,
-        pages.target,
-        write_id,
-        f"{pages.target} has {WRITE_ID_KEY} {theirs or 'none'}, this run wrote {write_id}",
-        footer_key=WRITE_ID_KEY,
-    )
-
-
-def _published_write_id(file: _StagedFile) -> str | None:
-    with file.fs.open(file.final, "rb") as handle:
-        found = (pq.read_metadata(handle).metadata or {}).get(WRITE_ID_KEY.encode())
-    return found.decode(errors="replace") if found is not None else None
-
-
 # --- the writer ---------------------------------------------------------------------------------
 
 
@@ -529,8 +279,8 @@ def write_ocr_parquet(
     fs, root = _resolve(output_uri)
     name = output_file_name(meta.document_uri)
     write_id = uuid.uuid4().hex
-    words_file = _StagedFile(fs, _join(root, WORDS_DIR), name, WORDS_SCHEMA)
-    pages_file = _StagedFile(fs, _join(root, PAGES_DIR), name, PAGES_SCHEMA)
+    words_file = StagedFile(fs, join_path(root, WORDS_DIR), name, WORDS_SCHEMA, compression=COMPRESSION)
+    pages_file = StagedFile(fs, join_path(root, PAGES_DIR), name, PAGES_SCHEMA, compression=COMPRESSION)
     staged = (words_file, pages_file)
     tally = _Tally()
     opened_model: str | None = None
@@ -543,7 +293,7 @@ def write_ocr_parquet(
                 for file in staged:
                     file.open(_open_metadata(meta, opened_model, stamp, write_id))
                 opened = True
-            with _as_write_error(words_file.target):
+            with as_write_error(words_file.target):
                 words, pages = result_batches(result, meta, stamp)
             words_file.write(words)
             pages_file.write(pages)
@@ -557,10 +307,10 @@ def write_ocr_parquet(
             file.finish(late)
         # Pages first: a reader joining words to pages then finds every word's page, even between
         # the two renames. Only the renames and the check are done under the lock.
-        with _document_lock(fs, root, name):
+        with document_lock(fs, root, name):
             pages_file.publish()
             words_file.publish()
-            _check_same_write(pages_file, words_file, write_id)
+            check_same_write(pages_file, words_file, write_id)
     except BaseException:
         for file in staged:
             file.discard()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import structlog
+from airflow.sdk.serde import deserialize, serialize
 from airflow.triggers.base import TriggerEvent
 
 from tests.emulator_fixtures import API_KEY, WORDS_PER_PAGE
@@ -117,6 +118,22 @@ async def test_errors_become_one_error_event(emulator: EmulatorServer, connect: 
     (event,) = await events(UpstageOCRTrigger("some-request", "no_such_connection", poll_interval=0.05))
     assert event.payload["status"] == "error"
     assert "no_such_connection" in event.payload["message"]
+
+
+async def test_events_keep_their_wire_form(emulator: EmulatorServer, connect: Callable[..., str]) -> None:
+    """Airflow stores the payload between triggerer and worker: plain primitives, the old strings."""
+    assert (trigger_module.SUCCESS, trigger_module.FAILED) == ("success", "failed")
+    assert (trigger_module.TIMEOUT, trigger_module.ERROR) == ("timeout", "error")
+    conn_id = connect(emulator.url)
+    bad_key = connect(emulator.url, password="up_wrong_key_123456", conn_id="wrong_key")
+    (success,) = await events(UpstageOCRTrigger(submit(emulator, conn_id, 1), conn_id, poll_interval=0.05))
+    (error,) = await events(UpstageOCRTrigger("some-request", bad_key, poll_interval=0.05))
+    for event, status in ((success, "success"), (error, "error")):
+        assert type(event.payload) is dict
+        assert type(event.payload["status"]) is str
+        assert event.payload["status"] == status
+        assert all(type(v) in (str, int, float, bool, type(None)) for v in event.payload.values())
+        assert deserialize(serialize(event.payload)) == event.payload
 
 
 async def test_a_trigger_rebuilt_from_serialize_resumes_the_same_wait(

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 
 from upstage_provider.compat import AirflowException, AirflowFailException, conf
-from upstage_provider.documents import MAX_SYNC_PAGES, Document, validate_document
-from upstage_provider.exceptions import DocumentError, UpstageError
+from upstage_provider.documents import MAX_SYNC_PAGES, Document
+from upstage_provider.events import airflow_error, failed_for_good, raise_for_event
+from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
+from upstage_provider.landing import land, land_request
 from upstage_provider.ledger import (
     DEFAULT_RETENTION,
     DOCUMENT_XCOM_KEY,
@@ -20,17 +22,9 @@ from upstage_provider.ledger import (
     document_handoff,
     submit_once,
 )
+from upstage_provider.locations import check_output_writable, read_valid_document
 from upstage_provider.parquet import DocumentMeta
-from upstage_provider.runtime import (
-    airflow_error,
-    check_output_writable,
-    failed_for_good,
-    land,
-    land_request,
-    raise_for_event,
-    read_document,
-    waiting_trigger,
-)
+from upstage_provider.runtime import waiting_trigger
 from upstage_provider.status import RequestInfo
 
 if TYPE_CHECKING:
@@ -78,7 +72,7 @@ class UpstageOCRSubmitOperator(BaseOperator):
         self.reattach_unrecorded = reattach_unrecorded
 
     def execute(self, context: Context) -> str:
-        doc = _read(self.document, "async")
+        doc = read_valid_document(self.document, "async")
         hook = UpstageOCRHook(self.conn_id)
         ledger = Ledger(context, doc.sha256, self.model)
         try:
@@ -146,9 +140,9 @@ class UpstageOCROperator(BaseOperator):
         self.reattach_unrecorded = reattach_unrecorded
 
     def execute(self, context: Context) -> dict[str, Any] | None:
-        doc = _read(self.document, None)
+        doc = read_valid_document(self.document, None)
         path = self._path_for(doc)
-        _read(doc, path)
+        read_valid_document(doc, path)
         check_output_writable(self.output_uri)
         self.log.info("%s: %s pages, %s path", self.document, doc.page_count or "?", path)
         hook = UpstageOCRHook(self.conn_id)
@@ -241,12 +235,3 @@ class UpstageOCROperator(BaseOperator):
             raise
         ledger.forget_if_variable()
         return summary
-
-
-def _read(document: Any, mode: Literal["sync", "async"] | None) -> Document:
-    """Load (and, given a mode, validate) before any API call; bad input is permanent."""
-    try:
-        doc = document if isinstance(document, Document) else read_document(document)
-        return doc if mode is None else validate_document(doc, mode=mode)
-    except DocumentError as exc:
-        raise AirflowFailException(str(exc)) from None

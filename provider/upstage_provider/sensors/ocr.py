@@ -9,18 +9,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from upstage_provider.compat import AirflowFailException, AirflowSensorTimeout, conf
+from upstage_provider.events import airflow_error, raise_for_event
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
+from upstage_provider.landing import land_request
 from upstage_provider.ledger import delete_variable, find_handoff
+from upstage_provider.locations import check_output_writable, read_document
 from upstage_provider.parquet import DocumentMeta
-from upstage_provider.runtime import (
-    airflow_error,
-    check_output_writable,
-    land_request,
-    raise_for_event,
-    read_document,
-    waiting_trigger,
-)
+from upstage_provider.runtime import waiting_trigger
 from upstage_provider.status import RequestInfo
 
 if TYPE_CHECKING:

@@ -20,15 +20,16 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from upstage_provider.compat import AirflowNotFoundException
+from upstage_provider.events import EventStatus, OCREvent
 from upstage_provider.exceptions import UpstageConnectionError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.status import RequestInfo, RequestState
 
-# Event statuses the operators understand; each trigger yields exactly one of them.
-SUCCESS = "success"
-FAILED = "failed"
-TIMEOUT = "timeout"
-ERROR = "error"
+# The event statuses as plain strings, importable here as before; ``EventStatus`` is their home.
+SUCCESS: str = EventStatus.SUCCESS.value
+FAILED: str = EventStatus.FAILED.value
+TIMEOUT: str = EventStatus.TIMEOUT.value
+ERROR: str = EventStatus.ERROR.value
 
 #: The longest wait between status calls during an outage (unless the poll interval is longer).
 OUTAGE_BACKOFF_MAX = 60.0
@@ -103,7 +104,7 @@ class UpstageOCRTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield TriggerEvent(await self._wait(UpstageOCRHook(self.conn_id)))
 
-    async def _wait(self, hook: UpstageOCRHook) -> dict[str, Any]:
+    async def _wait(self, hook: UpstageOCRHook) -> OCREvent:
         last_progress = ""
         outage: _Outage | None = None
         while True:
@@ -113,14 +114,14 @@ class UpstageOCRTrigger(BaseTrigger):
             except Exception as exc:  # one terminal event, whatever went wrong
                 message, permanent = _describe(exc)
                 if permanent:
-                    return self._event(ERROR, message, permanent=True)
+                    return self._event(EventStatus.ERROR, message, permanent=True)
                 outage = outage or _Outage(started=began)
                 outage.failed_polls += 1
                 outage.last_error = message
                 remaining = self._remaining()
                 if remaining is not None and remaining <= 0:
                     return self._event(
-                        TIMEOUT,
+                        EventStatus.TIMEOUT,
                         f"request {self.request_id} did not finish before the sensor's timeout, "
                         f"during an ongoing Upstage API outage ({outage.summary()}); last known "
                         f"state: {last_progress or 'not seen yet'}",
@@ -144,16 +145,16 @@ class UpstageOCRTrigger(BaseTrigger):
                 last_progress = progress
             failure = info.failure()
             if failure is not None:
-                event = self._event(FAILED, str(failure), info=info)
+                event = self._event(EventStatus.FAILED, str(failure), info=info)
                 event["failure_message"] = failure.message
                 event["pages"] = list(failure.pages) if failure.pages else None
                 return event
             if info.status is RequestState.COMPLETED:
-                return self._event(SUCCESS, progress, info=info)
+                return self._event(EventStatus.SUCCESS, progress, info=info)
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 return self._event(
-                    TIMEOUT,
+                    EventStatus.TIMEOUT,
                     f"request {self.request_id} did not finish before the sensor's timeout ({progress})",
                     info=info,
                 )
@@ -194,10 +195,11 @@ class UpstageOCRTrigger(BaseTrigger):
         return None if self.deadline is None else self.deadline - time.time()
 
     def _event(
-        self, status: str, message: str, *, info: RequestInfo | None = None, permanent: bool = True
-    ) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "status": status,
+        self, status: EventStatus, message: str, *, info: RequestInfo | None = None, permanent: bool = True
+    ) -> OCREvent:
+        # The wire form: a plain dict of primitives, the status a plain str (Airflow stores it).
+        event: OCREvent = {
+            "status": status.value,
             "request_id": self.request_id,
             "message": message,
             "permanent": permanent,
