@@ -1,0 +1,24 @@
+"""The Tesseract engine's tuning values, each measured on the Upstage samples (docs/emulator.md)."""
+
+# Tesseract is trained on ~300 DPI text; the API's pages are often 150 DPI. Small pages are
+# upscaled so their long side reaches this many pixels (an A4 page at ~220 DPI), at most 2x.
+TARGET_LONG_SIDE = 2600
+MAX_UPSCALE = 2.0
+# Upstage's boxes hold the ink plus about two pixels on every side; Tesseract's hug the ink.
+# Hangul syllables fill their em square, and there Upstage's boxes sit about one pixel out.
+BOX_PADDING = 2.0
+HANGUL_BOX_PADDING = 1.0
+# Tesseract's Korean model often splits Hangul words into syllables. Neighbours closer than
+# this fraction of the line height are one word (word spaces in Hangul run ~0.5-0.7 of it).
+HANGUL_JOIN_GAP = 0.4
+# A page read this badly gets a second look: orientation check, sparse-text layout.
+POOR_MEAN_CONFIDENCE = 0.6
+POOR_WORD_COUNT = 3
+# OSD's confidence below which a page is taken as upright (Hangul pages score ~1, Latin 3-11).
+MIN_ORIENTATION_CONFIDENCE = 2.5
+# Lines whose words average below this are re-read with the extra languages.
+RETRY_LINE_CONFIDENCE = 0.7
+# Picture regions smaller than this share of the page are not re-read for text.
+MIN_REGION_SHARE = 0.005
+# A PDF page whose images cover this much of it is OCRed from its rendering, text layer or not.
+SCANNED_PAGE_IMAGE_COVER = 0.25
