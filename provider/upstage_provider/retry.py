@@ -129,8 +129,9 @@ class RetryPolicy:
         try:
             seconds = float(value)
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if value else None
-            if parsed is None:
+            try:  # raises on anything but a date since Python 3.10, where it used to return None
+                parsed = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
                 return None
             seconds = parsed.timestamp() - self.clock.now()
         return min(max(seconds, 0.0), MAX_RETRY_AFTER)
