@@ -1,7 +1,8 @@
 """Errors the provider raises, importable without Airflow.
 
-Two families: ``DocumentError`` (bad input, found before any upload) and ``UpstageAPIError``
-(what the API answered). ``permanent`` tells operators whether a retry could ever help.
+Three families: ``DocumentError`` (bad input, found before any upload), ``NotAskedError`` (a call
+refused before the API was asked) and ``UpstageAPIError`` (what the API answered, or that it did
+not). ``permanent`` tells operators whether a retry could ever help.
 """
 
 from __future__ import annotations
@@ -70,6 +71,22 @@ class BatchPagesMismatchError(MalformedResponseError):
     """
 
 
+# --- calls refused before the API was asked -----------------------------------------------------
+
+
+class NotAskedError(UpstageError):
+    """The hook refused a call before sending anything: the API was never asked, so there is no
+    status code, and repeating the same call cannot help."""
+
+
+class InvalidRequestIdError(NotAskedError, ValueError):
+    """A request id that could change the URL path it goes into (empty, ``/``, ``?``, ...)."""
+
+
+class RequestNotCompletedError(NotAskedError):
+    """Results asked for before the request completed; wait for it (a sensor) first."""
+
+
 # --- the API's answers --------------------------------------------------------------------------
 
 
@@ -122,12 +139,24 @@ class UpstageConnectionError(UpstageAPIError):
     """
 
     permanent = False
-    #: The wording of the first case, the only one that proves the API never saw the call.
+    #: How the message words the first case, the only one that proves the API never saw the call.
     NEVER_SENT = "could not connect to"
 
-    @property
-    def never_sent(self) -> bool:
-        return self.NEVER_SENT in self.message
+    def __init__(
+        self,
+        message: str,
+        *,
+        never_sent: bool = False,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        code: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, status_code=status_code, error_type=error_type, code=code, endpoint=endpoint
+        )
+        #: True only when no connection was made: the call certainly never reached the API.
+        self.never_sent = never_sent
 
 
 class DownloadURLExpiredError(UpstageAPIError):

@@ -24,8 +24,10 @@ from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
 from upstage_provider.exceptions import (
     DownloadURLExpiredError,
+    InvalidRequestIdError,
     MalformedResponseError,
     RequestFailedError,
+    RequestNotCompletedError,
     TooManyPagesError,
     UpstageAuthError,
     UpstageConnectionError,
@@ -35,9 +37,23 @@ from upstage_provider.exceptions import (
 )
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.models import parse_ocr_response
+from upstage_provider.retry import Clock
 from upstage_provider.status import RequestInfo, RequestState
 
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05}
+
+
+class RecordedWaits(Clock):
+    """A hook's clock that records each retry wait instead of sleeping it."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
 
 
 def calls(server: EmulatorServer, endpoint: str) -> int:
@@ -225,32 +241,60 @@ def test_rate_limited_calls_are_retried_until_they_pass(
 
 
 def test_retry_after_is_honoured(
-    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
 ) -> None:
     server = make_emulator(faults=FaultConfig(rate_429=1.0, retry_after=0.2, seed=1))
-    waits: list[float] = []
-    monkeypatch.setattr("upstage_provider.hooks.upstage.time.sleep", waits.append)
-    hook = UpstageOCRHook(connect(server.url), max_retries=3, backoff_base=30.0, backoff_max=60.0)
+    clock = RecordedWaits()
+    hook = UpstageOCRHook(
+        connect(server.url), max_retries=3, backoff_base=30.0, backoff_max=60.0, clock=clock
+    )
     with pytest.raises(UpstageRateLimitError, match="gave up after 4 attempts"):
         hook.list_requests()
-    assert waits == [0.2, 0.2, 0.2]
+    assert clock.waits == [0.2, 0.2, 0.2]
     assert calls(server, "list") == 4
 
 
 def test_backoff_grows_exponentially_with_jitter(
-    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
 ) -> None:
     server = make_emulator(faults=FaultConfig(rate_5xx=1.0, seed=1))
-    waits: list[float] = []
-    monkeypatch.setattr("upstage_provider.hooks.upstage.time.sleep", waits.append)
-    hook = UpstageOCRHook(connect(server.url), max_retries=4, backoff_base=1.0, backoff_max=5.0)
+    clock = RecordedWaits()
+    hook = UpstageOCRHook(connect(server.url), max_retries=4, backoff_base=1.0, backoff_max=5.0, clock=clock)
     with pytest.raises(UpstageServerError) as err:
         hook.list_requests()
     assert err.value.status_code is not None
     assert err.value.status_code >= 500
     assert calls(server, "list") == 5
-    for wait, ceiling in zip(waits, [1.0, 2.0, 4.0, 5.0], strict=True):
+    for wait, ceiling in zip(clock.waits, [1.0, 2.0, 4.0, 5.0], strict=True):
         assert ceiling / 2 <= wait <= ceiling
+
+
+async def test_async_status_calls_back_off_through_the_same_policy_and_clock(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
+) -> None:
+    # The event loop's retries wait what the sync ones do, and on the hook's clock: a loop that
+    # slept on its own would take 6-12 s here and record nothing.
+    server = make_emulator(faults=FaultConfig(rate_5xx=1.0, seed=1, endpoints=("status",)))
+    clock = RecordedWaits()
+    hook = UpstageOCRHook(connect(server.url), max_retries=4, backoff_base=1.0, backoff_max=5.0, clock=clock)
+    with pytest.raises(UpstageServerError, match="gave up after 5 attempts"):
+        await hook.aget_request("00000000-0000-4000-8000-000000000000")
+    assert calls(server, "status") == 5
+    for wait, ceiling in zip(clock.waits, [1.0, 2.0, 4.0, 5.0], strict=True):
+        assert ceiling / 2 <= wait <= ceiling
+
+
+@pytest.mark.parametrize("request_id", ["", "../requests", "a b", "x?y", "x#y", "x%2F"])
+async def test_an_invalid_request_id_is_refused_before_any_call(
+    emulator: EmulatorServer, connect: Callable[..., str], request_id: str
+) -> None:
+    hook = UpstageOCRHook(connect(emulator.url), **FAST)
+    with pytest.raises(InvalidRequestIdError, match="not sent to the API") as sync_error:
+        hook.get_request(request_id)
+    with pytest.raises(InvalidRequestIdError):
+        await hook.aget_request(request_id)
+    assert isinstance(sync_error.value, ValueError)
+    assert calls(emulator, "status") == 0
 
 
 def test_failed_batch_names_the_pages(
@@ -284,7 +328,7 @@ def test_results_of_an_unfinished_request_are_refused(
     server = make_emulator(faults=FaultConfig(latency_per_page=0.2))
     hook = UpstageOCRHook(connect(server.url), **FAST)
     request_id = hook.submit(load_document(make_pdf(20), name="slow.pdf"))
-    with pytest.raises(UpstageRequestError, match="not completed yet"):
+    with pytest.raises(RequestNotCompletedError, match="not completed yet"):
         list(hook.iter_results(request_id))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,27 +26,26 @@ def airflow_db() -> None:
 
 @pytest.fixture
 def retry_waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
-    """Every retry wait the hook chose (sync and async), slept at ``SLEEP_SCALE``."""
-    from upstage_provider.hooks import upstage
+    """Every retry wait the hook chose (sync and async), slept at ``SLEEP_SCALE``.
+
+    Injected as the default clock of every hook (``UpstageOCRHook.clock``), so it reaches the
+    hooks that DAG tasks, sensors and triggers build for themselves.
+    """
+    from upstage_provider.hooks.upstage import UpstageOCRHook
+    from upstage_provider.retry import Clock
 
     waits: list[float] = []
 
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        time.sleep(seconds * SLEEP_SCALE)
+    class RecordingClock(Clock):
+        def sleep(self, seconds: float) -> None:
+            waits.append(seconds)
+            time.sleep(seconds * SLEEP_SCALE)
 
-    async def asleep(seconds: float) -> None:
-        waits.append(seconds)
-        await asyncio.sleep(seconds * SLEEP_SCALE)
+        async def asleep(self, seconds: float) -> None:
+            waits.append(seconds)
+            await asyncio.sleep(seconds * SLEEP_SCALE)
 
-    fake_time = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("_")})
-    fake_time.sleep = sleep
-    fake_asyncio = types.SimpleNamespace(
-        **{n: getattr(asyncio, n) for n in dir(asyncio) if not n.startswith("_")}
-    )
-    fake_asyncio.sleep = asleep
-    monkeypatch.setattr(upstage, "time", fake_time)
-    monkeypatch.setattr(upstage, "asyncio", fake_asyncio)
+    monkeypatch.setattr(UpstageOCRHook, "clock", RecordingClock())
     return waits
 
 
