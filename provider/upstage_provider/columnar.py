@@ -27,7 +27,15 @@ from upstage_provider.exceptions import BatchPagesMismatchError, MalformedRespon
 from upstage_provider.models import OCRResult, parse_ocr_response
 from upstage_provider.wire import PageIds, check_page_ids
 
-__all__ = ["PAGE_COLUMNS", "POLYGON_TYPE", "WORD_COLUMNS", "OCRBatch", "from_result", "parse_ocr_batch"]
+__all__ = [
+    "PAGE_COLUMNS",
+    "POLYGON_TYPE",
+    "WORD_COLUMNS",
+    "OCRBatch",
+    "fast_columns",
+    "from_result",
+    "parse_ocr_batch",
+]
 
 POINT_TYPE = pa.struct([pa.field("x", pa.float64()), pa.field("y", pa.float64())])
 POLYGON_TYPE = pa.list_(POINT_TYPE)
@@ -92,13 +100,9 @@ def parse_ocr_batch(
 
     Raises :class:`~upstage_provider.exceptions.MalformedResponseError` as the reference parser does.
     """
-    if type(start_page) is int and start_page >= 1 and (end_page is None or type(end_page) is int):
-        try:
-            batch = _fast(bytes(data), start_page, end_page, source)
-        except (_Unusual, pa.ArrowException):
-            batch = None
-        if batch is not None:
-            return batch
+    fast = fast_columns(data, start_page=start_page, end_page=end_page, source=source)
+    if fast is not None:
+        return fast[0]
     result = parse_ocr_response(data, start_page=start_page, end_page=end_page, source=source)
     try:
         return from_result(result)
@@ -107,6 +111,21 @@ def parse_ocr_batch(
         raise MalformedResponseError(
             f"{source}: a text holds {bad!r}, half of a surrogate pair, which is not valid Unicode"
         ) from None
+
+
+def fast_columns(
+    data: bytes, *, start_page: int = 1, end_page: int | None = None, source: str = "response"
+) -> tuple[OCRBatch, str | None] | None:
+    """The vectorized path alone: the batch and the response's own ``text`` (None when absent).
+
+    None when only the reference parser may decide: an unusual or broken response.
+    """
+    if type(start_page) is int and start_page >= 1 and (end_page is None or type(end_page) is int):
+        try:
+            return _fast(bytes(data), start_page, end_page, source)
+        except (_Unusual, pa.ArrowException):
+            pass
+    return None
 
 
 def from_result(result: OCRResult) -> OCRBatch:
@@ -270,11 +289,10 @@ def _read(data: bytes) -> pa.Table:
     return table.combine_chunks()
 
 
-def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> OCRBatch:
+def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> tuple[OCRBatch, str | None]:
     table = _read(data)
     _require("pages" in table.column_names)
-    if "text" in table.column_names:
-        _require(pa.types.is_string(table.column("text").type) or pa.types.is_null(table.column("text").type))
+    text = _optional_str(table, "text")
     pages_list = table.column("pages").chunk(0)
     _require(_list_of_structs(pages_list.type) and pages_list.null_count == 0)
     pages = pages_list.flatten()
@@ -360,7 +378,7 @@ def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> OC
         ],
         schema=PAGE_COLUMNS,
     )
-    return OCRBatch(
+    batch = OCRBatch(
         words=words_out,
         pages=pages_out,
         model_version=_optional_str(table, *wire.MODEL_KEYS),
@@ -370,6 +388,7 @@ def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> OC
         fast=True,
         page_ids=page_ids,
     )
+    return batch, text
 
 
 def _vertices(words: pa.StructArray) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:

@@ -48,7 +48,8 @@ from upstage_provider.get_provider_info import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_READ_TIMEOUT,
 )
-from upstage_provider.models import OCRResult, Page, PageIds, parse_ocr_response
+from upstage_provider.models import OCRResult, Page, PageIds
+from upstage_provider.results import parse_ocr_result
 from upstage_provider.status import BatchInfo, BatchState, RequestInfo, RequestState
 
 if TYPE_CHECKING:
@@ -378,7 +379,7 @@ class UpstageOCRHook(BaseHook):
             return body
         # With the page count known before upload, an answer that lost or gained pages is
         # refused like a bad async batch is, instead of landing a partial document.
-        result = parse_ocr_response(
+        result = parse_ocr_result(
             response.content,
             end_page=doc.page_count if doc.page_count else None,
             source=f"sync OCR of {doc.name}",
@@ -455,8 +456,12 @@ class UpstageOCRHook(BaseHook):
     def iter_batches(
         self, request_id: str, *, info: RequestInfo | None = None, concurrency: int | None = None
     ) -> Iterator[OCRResult]:
-        """:meth:`iter_results` one batch at a time, each with its ``model_version``."""
-        return self._download_all(request_id, info, concurrency, parse_ocr_response)
+        """:meth:`iter_results` one batch at a time, each with its ``model_version``.
+
+        Each batch is parsed through Arrow columns (``results``), mostly outside the GIL, into the
+        same dataclasses ``parse_ocr_response`` gives.
+        """
+        return self._download_all(request_id, info, concurrency, parse_ocr_result)
 
     def iter_arrow_batches(
         self, request_id: str, *, info: RequestInfo | None = None, concurrency: int | None = None
