@@ -123,7 +123,7 @@ def fast_columns(
     if type(start_page) is int and start_page >= 1 and (end_page is None or type(end_page) is int):
         try:
             return _fast(bytes(data), start_page, end_page, source)
-        except (_Unusual, pa.ArrowException):
+        except (_Unusual, pa.ArrowException, UnicodeDecodeError):  # the reference words the error
             pass
     return None
 
@@ -328,12 +328,14 @@ def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> tu
         _require(all(wire.is_dimension(value) for value in size.to_pylist()))
     page_texts = _child(pages, "text")
     _require(pa.types.is_string(page_texts.type))
+    page_texts.validate(full=True)  # the reader lets a cut UTF-8 sequence through; JSON does not
     page_confidences = _units(_maybe_child(pages, "confidence"))
 
     n_words = len(words)
     word_ids = _child(words, "id")
     word_texts = _child(words, "text")
     _require(pa.types.is_int64(word_ids.type) and pa.types.is_string(word_texts.type))
+    word_texts.validate(full=True)
     _require(n_words == 0 or _range(word_ids)[0] >= 0)
     word_confidences = _units(_maybe_child(words, "confidence"))
     if word_confidences is None:

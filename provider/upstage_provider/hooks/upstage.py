@@ -49,14 +49,14 @@ from upstage_provider.get_provider_info import (
     DEFAULT_READ_TIMEOUT,
 )
 from upstage_provider.models import OCRResult, Page, PageIds
-from upstage_provider.results import parse_ocr_result
+from upstage_provider.results import ParsedBatch, pages_of, parse_batch, parse_ocr_result, result_of
 from upstage_provider.status import BatchInfo, BatchState, RequestInfo, RequestState
 
 if TYPE_CHECKING:
     import httpx
     from airflow.sdk import Connection
 
-_Parsed = TypeVar("_Parsed", OCRResult, OCRBatch)
+_Parsed = TypeVar("_Parsed", OCRResult, OCRBatch, ParsedBatch)
 
 SYNC_PATH = "/v1/document-digitization"
 ASYNC_PATH = "/v1/document-digitization/async"
@@ -450,18 +450,20 @@ class UpstageOCRHook(BaseHook):
         :class:`BatchPagesMismatchError`. Pass ``info`` when a status was just fetched (a sensor's
         last poke) to save a call.
         """
-        for batch in self.iter_batches(request_id, info=info, concurrency=concurrency):
-            yield from batch.pages
+        for batch in self._download_all(request_id, info, concurrency, parse_batch):
+            yield from pages_of(batch)
 
     def iter_batches(
         self, request_id: str, *, info: RequestInfo | None = None, concurrency: int | None = None
     ) -> Iterator[OCRResult]:
         """:meth:`iter_results` one batch at a time, each with its ``model_version``.
 
-        Each batch is parsed through Arrow columns (``results``), mostly outside the GIL, into the
-        same dataclasses ``parse_ocr_response`` gives.
+        Batches are parsed and checked through Arrow columns (``results``) as they arrive, mostly
+        outside the GIL; each one's dataclasses, the same ``parse_ocr_response`` gives, are built
+        as it is handed out.
         """
-        return self._download_all(request_id, info, concurrency, parse_ocr_result)
+        for batch in self._download_all(request_id, info, concurrency, parse_batch):
+            yield result_of(batch)
 
     def iter_arrow_batches(
         self, request_id: str, *, info: RequestInfo | None = None, concurrency: int | None = None
