@@ -451,8 +451,10 @@ def _scales(
 
 def _pixel_page(xs: pa.Array, ys: pa.Array, all_int: bool) -> bool:
     """One page with words: pixels, normalized, or (floats, every one integral) not ours to say."""
+    if all_int:  # JSON integers on a page of known size are pixels, whatever the largest one
+        return wire.is_pixel_page(0.0, all_integers=True, sized=True)
     highest = max(_range(xs)[1], _range(ys)[1], 0.0)
-    if wire.is_pixel_page(highest, all_int, sized=True):
+    if wire.is_pixel_page(highest, all_integers=False, sized=True):
         return True
     if not (pc.any(_fractional(xs)).as_py() or pc.any(_fractional(ys)).as_py()):
         raise _Unusual  # every value integral, written as 1 or as 1.0: the reference decides
