@@ -443,7 +443,8 @@ class UpstageOCRHook(BaseHook):
         Yield every page of a completed request in document order.
 
         Batches download ``concurrency`` at a time while pages are yielded, so memory stays
-        bounded by the window, not the document. A download URL that has expired (403) is
+        bounded by the window, not the document; each waits there as Arrow columns, and a page's
+        Words are built as it is yielded. A download URL that has expired (403) is
         refreshed with one status call shared by all downloads that hit it. A batch whose download
         holds other pages than announced (its page count, or page ids that fit neither numbering)
         is fetched once more through a fresh status call, then fails with
