@@ -5,12 +5,11 @@
 download itself. Here pyarrow's C++ JSON reader parses the bytes (without the GIL, so download
 threads parse in parallel) and every check and normalization is a vectorized compute call.
 
-The rules are :mod:`upstage_provider.wire`'s, as in the reference parser: whenever a response is anything but
-the ordinary shape (a missing page size, pages out of id order, a box past the edge tolerance, a
-number where a string belongs, an error body ...) this module hands the bytes to
-``parse_ocr_response`` and converts its result with :func:`from_result`. Unusual or broken
-responses therefore get exactly the reference parser's output or error message, and a test
-checks that both ways give identical tables.
+The rules are :mod:`upstage_provider.wire`'s, as in the reference parser: whenever a response is
+anything but the ordinary shape (a missing page size, pages out of id order, a box past the edge
+tolerance, a number where a string belongs, an error body ...) the bytes go to
+``parse_ocr_response`` and its result through :func:`from_result`: exactly the reference's output
+or error message, and a test checks that both ways give identical tables.
 """
 
 from __future__ import annotations
@@ -27,15 +26,8 @@ from upstage_provider.exceptions import BatchPagesMismatchError, MalformedRespon
 from upstage_provider.models import OCRResult, parse_ocr_response
 from upstage_provider.wire import PageIds, check_page_ids
 
-__all__ = [
-    "PAGE_COLUMNS",
-    "POLYGON_TYPE",
-    "WORD_COLUMNS",
-    "OCRBatch",
-    "fast_columns",
-    "from_result",
-    "parse_ocr_batch",
-]
+__all__ = ["PAGE_COLUMNS", "POLYGON_TYPE", "WORD_COLUMNS", "OCRBatch", "fast_columns", "from_result"]
+__all__ += ["parse_ocr_batch"]
 
 POINT_TYPE = pa.struct([pa.field("x", pa.float64()), pa.field("y", pa.float64())])
 POLYGON_TYPE = pa.list_(POINT_TYPE)
@@ -116,10 +108,7 @@ def parse_ocr_batch(
 def fast_columns(
     data: bytes, *, start_page: int = 1, end_page: int | None = None, source: str = "response"
 ) -> tuple[OCRBatch, str | None] | None:
-    """The vectorized path alone: the batch and the response's own ``text`` (None when absent).
-
-    None when only the reference parser may decide: an unusual or broken response.
-    """
+    """The vectorized path alone: the batch and the response's own ``text``; None if unusual."""
     if type(start_page) is int and start_page >= 1 and (end_page is None or type(end_page) is int):
         try:
             return _fast(bytes(data), start_page, end_page, source)
