@@ -5,35 +5,29 @@
 download itself. Here pyarrow's C++ JSON reader parses the bytes (without the GIL, so download
 threads parse in parallel) and every check and normalization is a vectorized compute call.
 
-The rules are the reference parser's, not a second opinion: whenever a response is anything but
-the ordinary shape (a missing page size, pages out of id order, a box past the edge tolerance, a
-number where a string belongs, an error body ...) this module hands the bytes to
-``parse_ocr_response`` and converts its result with :func:`from_result`. Unusual or broken
-responses therefore get exactly the reference parser's output or error message, and a test
-checks that both ways give identical tables.
+The rules are :mod:`upstage_provider.wire`'s, as in the reference parser: whenever a response is
+anything but the ordinary shape (a missing page size, pages out of id order, a box past the edge
+tolerance, a number where a string belongs, an error body ...) the bytes go to
+``parse_ocr_response`` and its result through :func:`from_result`: exactly the reference's output
+or error message, and a test checks that both ways give identical tables.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from upstage_provider import wire
 from upstage_provider.exceptions import BatchPagesMismatchError, MalformedResponseError
-from upstage_provider.models import (
-    _COORD_LIMIT,
-    EDGE_TOLERANCE,
-    OCRResult,
-    PageIds,
-    check_page_ids,
-    parse_ocr_response,
-)
+from upstage_provider.models import OCRResult, parse_ocr_response
+from upstage_provider.wire import PageIds, check_page_ids
 
-__all__ = ["PAGE_COLUMNS", "POLYGON_TYPE", "WORD_COLUMNS", "OCRBatch", "from_result", "parse_ocr_batch"]
+__all__ = ["PAGE_COLUMNS", "POLYGON_TYPE", "WORD_COLUMNS", "OCRBatch", "fast_columns", "from_result"]
+__all__ += ["parse_ocr_batch"]
 
 POINT_TYPE = pa.struct([pa.field("x", pa.float64()), pa.field("y", pa.float64())])
 POLYGON_TYPE = pa.list_(POINT_TYPE)
@@ -98,13 +92,9 @@ def parse_ocr_batch(
 
     Raises :class:`~upstage_provider.exceptions.MalformedResponseError` as the reference parser does.
     """
-    if type(start_page) is int and start_page >= 1 and (end_page is None or type(end_page) is int):
-        try:
-            batch = _fast(bytes(data), start_page, end_page, source)
-        except (_Unusual, pa.ArrowException):
-            batch = None
-        if batch is not None:
-            return batch
+    fast = fast_columns(data, start_page=start_page, end_page=end_page, source=source)
+    if fast is not None:
+        return fast[0]
     result = parse_ocr_response(data, start_page=start_page, end_page=end_page, source=source)
     try:
         return from_result(result)
@@ -113,6 +103,18 @@ def parse_ocr_batch(
         raise MalformedResponseError(
             f"{source}: a text holds {bad!r}, half of a surrogate pair, which is not valid Unicode"
         ) from None
+
+
+def fast_columns(
+    data: bytes, *, start_page: int = 1, end_page: int | None = None, source: str = "response"
+) -> tuple[OCRBatch, str | None] | None:
+    """The vectorized path alone: the batch and the response's own ``text``; None if unusual."""
+    if type(start_page) is int and start_page >= 1 and (end_page is None or type(end_page) is int):
+        try:
+            return _fast(bytes(data), start_page, end_page, source)
+        except (_Unusual, pa.ArrowException, UnicodeDecodeError):  # the reference words the error
+            pass
+    return None
 
 
 def from_result(result: OCRResult) -> OCRBatch:
@@ -247,7 +249,7 @@ def _units(array: pa.Array | None) -> pa.Array | None:
     _require(array.type in _NUMBER_TYPES)
     values = pc.cast(array, pa.float64())
     low, high = _range(values)
-    _require(low is None or (low >= 0.0 and high <= 1.0))
+    _require(low is None or (wire.is_unit(low) and wire.is_unit(high)))
     return values
 
 
@@ -276,11 +278,10 @@ def _read(data: bytes) -> pa.Table:
     return table.combine_chunks()
 
 
-def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> OCRBatch:
+def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> tuple[OCRBatch, str | None]:
     table = _read(data)
     _require("pages" in table.column_names)
-    if "text" in table.column_names:
-        _require(pa.types.is_string(table.column("text").type) or pa.types.is_null(table.column("text").type))
+    text = _optional_str(table, "text")
     pages_list = table.column("pages").chunk(0)
     _require(_list_of_structs(pages_list.type) and pages_list.null_count == 0)
     pages = pages_list.flatten()
@@ -301,9 +302,7 @@ def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> OC
             )
         except BatchPagesMismatchError:
             raise _Unusual from None
-        id_list = ids.to_pylist()
-        if None not in id_list and len(set(id_list)) == n_pages:
-            _require(all(a < b for a, b in pairwise(id_list)))
+        _require(wire.document_order(ids.to_pylist()) == list(range(n_pages)))  # else the reference sorts
 
     _require(_list_of_structs(_field(pages.type, "words")))
     words_list = _child(pages, "words")
@@ -315,15 +314,17 @@ def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> OC
     heights = _child(pages, "height")
     for size in (widths, heights):
         _require(pa.types.is_int64(size.type))
-        _require(all(0 < value < _COORD_LIMIT for value in size.to_pylist()))
+        _require(all(wire.is_dimension(value) for value in size.to_pylist()))
     page_texts = _child(pages, "text")
     _require(pa.types.is_string(page_texts.type))
+    page_texts.validate(full=True)  # the reader lets a cut UTF-8 sequence through; JSON does not
     page_confidences = _units(_maybe_child(pages, "confidence"))
 
     n_words = len(words)
     word_ids = _child(words, "id")
     word_texts = _child(words, "text")
     _require(pa.types.is_int64(word_ids.type) and pa.types.is_string(word_texts.type))
+    word_texts.validate(full=True)
     _require(n_words == 0 or _range(word_ids)[0] >= 0)
     word_confidences = _units(_maybe_child(words, "confidence"))
     if word_confidences is None:
@@ -368,25 +369,27 @@ def _fast(data: bytes, start_page: int, end_page: int | None, source: str) -> OC
         ],
         schema=PAGE_COLUMNS,
     )
-    return OCRBatch(
+    batch = OCRBatch(
         words=words_out,
         pages=pages_out,
-        model_version=_optional_str(table, "modelVersion", "model"),
-        api_version=_optional_str(table, "apiVersion", "api"),
+        model_version=_optional_str(table, *wire.MODEL_KEYS),
+        api_version=_optional_str(table, *wire.API_KEYS),
         confidence=_top_confidence(table),
         billed_pages=_billed_pages(table),
         fast=True,
         page_ids=page_ids,
     )
+    return batch, text
 
 
 def _vertices(words: pa.StructArray) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
     """Every word's four vertices as flat x and y columns, list offsets, and each vertex's word."""
     word_type = words.type
-    has_camel = _field(word_type, "boundingBox") is not None
-    has_snake = _field(word_type, "bounding_box") is not None
+    camel, snake = wire.BOX_KEYS
+    has_camel = _field(word_type, camel) is not None
+    has_snake = _field(word_type, snake) is not None
     _require(has_camel != has_snake)  # both spellings in one response: per word, so the reference
-    box_key = "boundingBox" if has_camel else "bounding_box"
+    box_key = camel if has_camel else snake
     box_type = _field(word_type, box_key)
     _require(box_type is not None and pa.types.is_struct(box_type))
     assert box_type is not None
@@ -405,7 +408,7 @@ def _vertices(words: pa.StructArray) -> tuple[pa.Array, pa.Array, pa.Array, pa.A
         values = pc.struct_field(vertices, axis)
         _no_nulls(values)
         low, high = _range(values)
-        _require(low is None or (low > -_COORD_LIMIT and high < _COORD_LIMIT))
+        _require(low is None or (wire.is_coordinate(low) and wire.is_coordinate(high)))
         columns.append(values)
     offsets = vertex_lists.offsets
     if len(offsets) and offsets[0].as_py() != 0:
@@ -418,10 +421,9 @@ def _scales(
 ) -> tuple[pa.Array, pa.Array]:
     """Per page, what to divide by: its size when its coordinates are pixels, else 1.
 
-    The reference rule: pixels when any coordinate exceeds ``1 + EDGE_TOLERANCE``, or when every
-    coordinate of the page is a JSON integer (its size is always known here). A column of
-    integers says the latter for every page at once; in a float column an integral value may
-    have been written either way, and only pages that settle it by size or by a fraction stay.
+    :func:`wire.is_pixel_page` decides, the page size always being known here. A column of integers
+    means every coordinate was a JSON integer; in a float column an integral value may have been
+    written either way, and only pages that settle it by size or by a fraction stay.
     """
     all_int = pa.types.is_int64(xs.type) and pa.types.is_int64(ys.type)
     x_scale: list[float] = []
@@ -429,19 +431,19 @@ def _scales(
     start = 0
     for count, width, height in zip(word_counts, widths, heights, strict=True):
         end = start + 4 * count
-        pixel = count > 0 and (
-            all_int or _pixel_page(xs.slice(start, end - start), ys.slice(start, end - start))
-        )
+        pixel = count > 0 and _pixel_page(xs.slice(start, end - start), ys.slice(start, end - start), all_int)
         x_scale.append(float(width) if pixel else 1.0)
         y_scale.append(float(height) if pixel else 1.0)
         start = end
     return pa.array(x_scale, type=pa.float64()), pa.array(y_scale, type=pa.float64())
 
 
-def _pixel_page(xs: pa.Array, ys: pa.Array) -> bool:
-    """One page of a float column: pixels, normalized, or (every value integral) not ours to say."""
+def _pixel_page(xs: pa.Array, ys: pa.Array, all_int: bool) -> bool:
+    """One page with words: pixels, normalized, or (floats, every one integral) not ours to say."""
+    if all_int:  # JSON integers on a page of known size are pixels, whatever the largest one
+        return wire.is_pixel_page(0.0, all_integers=True, sized=True)
     highest = max(_range(xs)[1], _range(ys)[1], 0.0)
-    if highest > 1.0 + EDGE_TOLERANCE:
+    if wire.is_pixel_page(highest, all_integers=False, sized=True):
         return True
     if not (pc.any(_fractional(xs)).as_py() or pc.any(_fractional(ys)).as_py()):
         raise _Unusual  # every value integral, written as 1 or as 1.0: the reference decides
@@ -458,7 +460,7 @@ def _normalized(values: pa.Array, scale: pa.Array) -> pa.Array:
     low, high = _range(normalized)
     if low is None:
         return normalized
-    _require(low >= -EDGE_TOLERANCE and high <= 1.0 + EDGE_TOLERANCE)
+    _require(wire.within_tolerance(low) and wire.within_tolerance(high))
     if low < 0.0:
         normalized = pc.if_else(pc.less(normalized, 0.0), 0.0, normalized)
     if high > 1.0:
@@ -477,15 +479,17 @@ def _top_confidence(table: pa.Table) -> float | None:
 
 def _billed_pages(table: pa.Table) -> int | None:
     """``numBilledPages``, else the documented ``usage.pages``; anything odd goes to the reference."""
-    for name in ("numBilledPages", "usage"):
+    for name in (wire.BILLED_PAGES_KEY, wire.USAGE_KEY):
         if name not in table.column_names:
             continue
         column = table.column(name).chunk(0)
         if pa.types.is_null(column.type) or column.null_count:
             continue
-        if name == "usage":
-            _require(pa.types.is_struct(column.type) and _field(column.type, "pages") is not None)
-            column = pc.struct_field(column, "pages")
+        if name == wire.USAGE_KEY:
+            _require(
+                pa.types.is_struct(column.type) and _field(column.type, wire.USAGE_PAGES_KEY) is not None
+            )
+            column = pc.struct_field(column, wire.USAGE_PAGES_KEY)
             if pa.types.is_null(column.type) or column.null_count:
                 return None
         _require(pa.types.is_int64(column.type))

@@ -1,65 +1,31 @@
-"""The typed OCR result and the one parser that builds it from an Upstage response. No Airflow.
+"""The typed OCR result and the reference parser that builds it from an Upstage response. No Airflow.
 
 Everything downstream (Parquet, XCom summaries, lineage) reads these frozen dataclasses, never the
 raw JSON, so every oddity of the wire format is settled here, once, with an error that names the
-JSON path when a response cannot be trusted.
-
-Shapes accepted:
-
-* recorded: camelCase ``boundingBox``/``modelVersion``/``apiVersion``/``numBilledPages``, integer
-  pixel vertices, page ``width``/``height`` (falling back to ``metadata.pages[]`` when a page lacks
-  them);
-* documented: snake_case ``bounding_box``, vertices already normalized to 0..1, ``model``, ``api``,
-  ``usage.pages``, pages possibly without a size.
-
-Pixels or normalized, decided per page (the API never says which):
-
-* any coordinate above ``1 + EDGE_TOLERANCE`` can only be a pixel, so the page is in pixels;
-* a page with a known size whose coordinates are all JSON integers is in pixels too (normalized
-  floats are never all integers unless every word spans the whole page);
-* otherwise the coordinates are already normalized and are kept as given;
-* pixels on a page whose size is known neither from the page nor from ``metadata`` are an error:
-  there is nothing to normalize them by.
-
-Clamping: after normalization a coordinate up to ``EDGE_TOLERANCE`` (2% of the page's width or
-height) outside [0, 1] is clamped onto the edge; OCR engines draw boxes a few pixels past the page
-border. Anything further out is an error naming the page and the word: it means the coordinates and
-the page size do not belong together.
-
-Page numbers: the payload's pages, sorted by ``id`` when every page has a distinct one and kept in
-list order otherwise, are document pages ``start_page``, ``start_page + 1``, ... Whether an async
-batch numbers its pages from 0 (batch-relative) or by their place in the document (absolute) is not
-known, so either is accepted, but the ids must be one of the two: every id present lies in
-``0..n-1`` or every one in ``start_page-1..end_page-1`` (:func:`check_page_ids`). Ids outside both
-mean the response holds other pages (another batch's download, most likely), an error. A sync
-response starts at page 1, where the two numberings are the same. Pages without ids are placed by
-list order and checked by their count only.
+JSON path when a response cannot be trusted. The rules themselves (which keys, pixels or
+normalized, clamping, page ids and order) are stated in :mod:`upstage_provider.wire`, shared with
+the columnar parser; this module applies them value by value and words every error.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
+from upstage_provider import wire
 from upstage_provider.exceptions import BatchPagesMismatchError, MalformedResponseError
+from upstage_provider.wire import EDGE_TOLERANCE, PageIds, check_page_ids
+from upstage_provider.wire import kind as _kind
+from upstage_provider.wire import show as _show
 
 __all__ = ["EDGE_TOLERANCE", "OCRResult", "Page", "PageIds", "Word", "check_page_ids", "parse_ocr_response"]
 
-#: How a response's page ids count: from 0 in every batch, or by the page's place in the document.
-PageIds = Literal["relative", "absolute"]
-
-#: How far (as a fraction of the page's width or height) a box may stick out before it is an error.
-EDGE_TOLERANCE = 0.02
-
-# Beyond any real pixel coordinate (pages are at most 200 million pixels); also rejects NaN and inf
-# in the same comparison, and keeps huge JSON integers away from float conversion.
-_COORD_LIMIT = 1e9
-_MAX_WORD_ID = 2**63  # word ids end up in an int64 column
-_LOW = -EDGE_TOLERANCE
-_HIGH = 1.0 + EDGE_TOLERANCE
+_COORD_LIMIT = wire.COORD_LIMIT  # the old private name, for code that imported it
+# wire's limits as module globals: the word loop below inlines wire.is_coordinate and friends
+_MAX_WORD_ID = wire.MAX_WORD_ID
+_CAMEL_BOX, _SNAKE_BOX = wire.BOX_KEYS
 _second = itemgetter(1)
 
 
@@ -137,75 +103,11 @@ def parse_ocr_response(
     lost or gained pages is caught here. ``source`` starts every error message (``"request r1 batch
     2"``) so a user knows which download was bad. Raises :class:`MalformedResponseError`.
 
-    Coordinates, per page: pixels (divided by the page size) when any exceeds ``1 + EDGE_TOLERANCE``
-    or, on a page with a known size, when all are JSON integers; otherwise already normalized. Pixels
-    without a page size are an error. Within ``EDGE_TOLERANCE`` outside [0, 1] they are clamped,
-    further out an error. Details in the module docstring.
+    Coordinates come out normalized to the page and clamped onto it, by the rules in
+    :mod:`upstage_provider.wire`.
     """
-    if type(start_page) is not int or start_page < 1:
-        raise ValueError(f"start_page must be an integer >= 1, got {start_page!r}")
-    if end_page is not None and (type(end_page) is not int or end_page < start_page):
-        raise ValueError(f"end_page must be an integer >= start_page ({start_page}), got {end_page!r}")
-    return _Parser(source).parse(_decode(payload, source), start_page, end_page)
-
-
-def check_page_ids(
-    lowest: int | None, highest: int | None, *, page_count: int, start_page: int, source: str
-) -> PageIds | None:
-    """Which numbering a response's page ids use, from the lowest and highest id present.
-
-    Every id present must lie in ``0..page_count-1`` (batch-relative) or every one in
-    ``start_page-1..start_page+page_count-2`` (absolute); anything else raises
-    :class:`BatchPagesMismatchError`. Returns None when there are no ids, or when they fit both (a
-    batch from page 1). Both parsers call this, the columnar one with its id column's min and max.
-    """
-    if lowest is None or highest is None:
-        return None
-    end_page = start_page + page_count - 1
-    relative = lowest >= 0 and highest <= page_count - 1
-    absolute = start_page - 1 <= lowest and highest <= end_page - 1
-    if relative and absolute:
-        return None
-    if relative:
-        return "relative"
-    if absolute:
-        return "absolute"
-    pages = f"{start_page}-{end_page}"
-    got = _span(lowest, highest)
-    relative_ids = _span(0, page_count - 1)
-    if start_page == 1:
-        problem = (
-            f"page ids {got} do not match {relative_ids} "
-            "(batch-relative and absolute ids agree for a batch from page 1)"
-        )
-    else:
-        absolute_ids = _span(start_page - 1, end_page - 1)
-        problem = (
-            f"page ids {got} match neither {relative_ids} (batch-relative) nor {absolute_ids} (absolute)"
-        )
-    raise BatchPagesMismatchError(
-        f"{source} (pages {pages}): {problem}: the response holds other pages than {pages}"
-    )
-
-
-# --- decoding -----------------------------------------------------------------------------------
-
-
-def _decode(payload: Mapping[str, Any] | bytes | str, source: str) -> Mapping[str, Any]:
-    if isinstance(payload, (bytes, bytearray, memoryview, str)):
-        raw = bytes(payload) if isinstance(payload, memoryview) else payload
-        try:
-            payload = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise MalformedResponseError(
-                f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} "
-                f"column {exc.colno} (char {exc.pos})"
-            ) from None
-        except (ValueError, RecursionError) as exc:  # bad UTF-8, integers too long, absurd nesting
-            raise MalformedResponseError(f"{source}: not valid JSON: {exc}") from None
-    if not isinstance(payload, Mapping):
-        raise MalformedResponseError(f"{source}: expected a JSON object, got {_kind(payload)}")
-    return payload
+    wire.check_span(start_page, end_page)
+    return _Parser(source).parse(wire.decode(payload, source), start_page, end_page)
 
 
 # --- parsing ------------------------------------------------------------------------------------
@@ -234,7 +136,7 @@ class _Parser:
         raw_pages = payload.get("pages")
         if raw_pages is None:
             self._reject_error_body(payload)
-            self.fail("", f'has no "pages": not an OCR result (keys: {_keys(payload)})')
+            self.fail("", f'has no "pages": not an OCR result (keys: {wire.keys(payload)})')
         if not isinstance(raw_pages, (list, tuple)):
             self.fail("pages", f"is {_kind(raw_pages)}, expected a list")
 
@@ -263,13 +165,13 @@ class _Parser:
         )
         text = payload.get("text")
         if text is None:
-            text = "".join(page.text for page in pages)  # the API concatenates page texts as they are
+            text = wire.document_text([page.text for page in pages])
         elif not isinstance(text, str):
             self.fail("text", f"is {_kind(text)}, expected a string")
         return OCRResult(
             pages=pages,
-            model_version=self._optional_str("modelVersion", "model"),
-            api_version=self._optional_str("apiVersion", "api"),
+            model_version=self._optional_str(*wire.MODEL_KEYS),
+            api_version=self._optional_str(*wire.API_KEYS),
             confidence=self._unit(payload.get("confidence"), "confidence"),
             text=text,
             billed_pages=self._billed_pages(),
@@ -278,42 +180,21 @@ class _Parser:
 
     def _reject_error_body(self, payload: Mapping[str, Any]) -> None:
         """Name an API error body for what it is instead of reporting a missing key."""
-        error = payload.get("error")
-        message: object = None
-        details: list[str] = []
-        if isinstance(error, Mapping):
-            message = error.get("message")
-            details = [f"{key} {_show(error[key])}" for key in ("type", "code") if error.get(key) is not None]
-        elif error is not None:
-            message = error
-        elif "message" in payload and "code" in payload:
-            message = payload["message"]
-            details = [f"code {_show(payload['code'])}"]
-        elif "detail" in payload:
-            message = payload["detail"]
-        else:
-            return
-        extra = f" ({', '.join(details)})" if details else ""
-        shown = "(no message)" if message is None else _show(message, 300)
-        self.fail("", f"is an error response, not an OCR result: {shown}{extra}")
+        problem = wire.error_body(payload)
+        if problem is not None:
+            self.fail("", problem)
 
     def _page_order(self, raw_pages: list[Any] | tuple[Any, ...]) -> tuple[list[int], list[int]]:
-        """Indices of ``raw_pages`` in document order (by id when every id is there and distinct),
-        and the ids present."""
-        ids: list[int] = []
+        """Indices of ``raw_pages`` in document order (:func:`wire.document_order`), and the ids present."""
+        ids: list[int | None] = []
         for index, raw in enumerate(raw_pages):
             if not isinstance(raw, Mapping):
                 self.fail(f"pages[{index}]", f"is {_kind(raw)}, expected an object")
             page_id = raw.get("id")
-            if page_id is None:
-                continue
-            if type(page_id) is not int:
+            if page_id is not None and type(page_id) is not int:
                 self.fail(f"pages[{index}].id", f"is {_show(page_id)}, expected an integer")
             ids.append(page_id)
-        positions = list(range(len(raw_pages)))
-        if len(ids) == len(raw_pages) and len(set(ids)) == len(ids):
-            positions.sort(key=ids.__getitem__)
-        return positions, ids
+        return wire.document_order(ids), [page_id for page_id in ids if page_id is not None]
 
     def _optional_str(self, *keys: str) -> str | None:
         for key in keys:
@@ -326,16 +207,16 @@ class _Parser:
         return None
 
     def _billed_pages(self) -> int | None:
-        value = self.payload.get("numBilledPages")
-        path = "numBilledPages"
+        value = self.payload.get(wire.BILLED_PAGES_KEY)
+        path = wire.BILLED_PAGES_KEY
         if value is None:
-            usage = self.payload.get("usage")
+            usage = self.payload.get(wire.USAGE_KEY)
             if usage is None:
                 return None
             if not isinstance(usage, Mapping):
-                self.fail("usage", f"is {_kind(usage)}, expected an object")
-            value = usage.get("pages")
-            path = "usage.pages"
+                self.fail(wire.USAGE_KEY, f"is {_kind(usage)}, expected an object")
+            value = usage.get(wire.USAGE_PAGES_KEY)
+            path = f"{wire.USAGE_KEY}.{wire.USAGE_PAGES_KEY}"
             if value is None:
                 return None
         if type(value) is not int or value < 0:
@@ -346,8 +227,7 @@ class _Parser:
         """A confidence: absent stays None, anything but a number in [0, 1] is an error."""
         if value is None:
             return None
-        kind = type(value)
-        if (kind is float or kind is int) and 0.0 <= value <= 1.0:
+        if wire.is_unit(value):
             return float(value)
         self.fail(path, f"is {_show(value)}, expected a number in [0, 1]")
 
@@ -359,7 +239,7 @@ class _Parser:
             value = int(value)
         elif kind is not int:
             self.fail(path, f"is {_show(value)}, expected a whole number of pixels")
-        if not 0 < value < _COORD_LIMIT:
+        if not wire.is_dimension(value):
             self.fail(path, f"is {value}, expected a positive number of pixels")
         return int(value)
 
@@ -385,8 +265,7 @@ class _Parser:
         sizes = self._metadata_sizes
         if not sizes:
             return None, None
-        first = 1 if 1 in sizes else min(sizes)
-        return sizes.get(first + position, (None, None))
+        return sizes.get(wire.metadata_first_page(sizes) + position, (None, None))
 
     def _read_metadata(self) -> dict[int, tuple[int | None, int | None]]:
         metadata = self.payload.get("metadata")
@@ -441,10 +320,10 @@ class _Parser:
             confidence = word.get("confidence")
             if not (type(confidence) is float and 0.0 <= confidence <= 1.0):
                 confidence = self._unit(confidence, f"{path}.words[{j}].confidence")
-            box_key = "boundingBox"
+            box_key = _CAMEL_BOX
             box = word.get(box_key)
             if box is None:
-                box_key = "bounding_box"
+                box_key = _SNAKE_BOX
                 box = word.get(box_key)
             if type(box) is not dict and not isinstance(box, Mapping):
                 self._bad_box(box, f"{path}.words[{j}]", box_key)
@@ -480,7 +359,7 @@ class _Parser:
 
         width, height = self._page_size(raw, index, position)
         sized = width is not None and height is not None
-        if not ids or (highest <= _HIGH and not (all_int and sized)):
+        if not ids or not wire.is_pixel_page(highest, all_int, sized):
             words = self._words(ids, texts, confidences, coords, 1.0, 1.0, path, number, "")
         elif width is not None and height is not None:
             words = self._words(ids, texts, confidences, coords, width, height, path, number, " px")
@@ -500,7 +379,7 @@ class _Parser:
 
         text = raw.get("text")
         if text is None:
-            text = " ".join(texts)
+            text = wire.page_text(texts)
         elif not isinstance(text, str):
             self.fail(f"{path}.text", f"is {_kind(text)}, expected a string")
         return Page(
@@ -574,7 +453,7 @@ class _Parser:
     ) -> tuple[tuple[float, float], ...]:
         for k, (x, y) in enumerate(polygon):
             for axis, value, given in (("x", x, raw[2 * k]), ("y", y, raw[2 * k + 1])):
-                if not _LOW <= value <= _HIGH:
+                if not wire.within_tolerance(value):
                     over = -value if value < 0 else value - 1.0
                     extent = "width" if axis == "x" else "height"
                     self.fail(
@@ -583,13 +462,13 @@ class _Parser:
                         f"{given:g}{unit} is {over:.1%} of the page {extent} past its edge "
                         f"(tolerance {EDGE_TOLERANCE:.0%})",
                     )
-        return tuple((min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)) for x, y in polygon)
+        return tuple((wire.clamp(x), wire.clamp(y)) for x, y in polygon)
 
     # -- precise messages for the rare bad word; kept out of the hot loop
 
     def _bad_box(self, box: Any, word_path: str, box_key: str) -> NoReturn:
         if box is None:
-            self.fail(word_path, 'has no "boundingBox" (or "bounding_box")')
+            self.fail(word_path, f'has no "{_CAMEL_BOX}" (or "{_SNAKE_BOX}")')
         self.fail(f"{word_path}.{box_key}", f"is {_kind(box)}, expected an object")
 
     def _bad_vertices(self, vertices: Any, path: str) -> NoReturn:
@@ -608,50 +487,6 @@ class _Parser:
             value = vertex[axis]
             if type(value) not in (int, float):
                 self.fail(f"{path}.{axis}", f"is {_show(value)}, expected a number")
-            if not -_COORD_LIMIT < value < _COORD_LIMIT:
+            if not wire.is_coordinate(value):
                 self.fail(f"{path}.{axis}", f"is {_show(value)}, expected a finite coordinate")
         self.fail(path, f"is {_show(vertex)}, expected an object with numeric x and y")
-
-
-# --- message helpers ----------------------------------------------------------------------------
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return f"a list of {len(value)}"
-    if isinstance(value, str):
-        return f"a string ({_show(value)})"
-    if isinstance(value, (int, float)):
-        return f"a number ({_show(value)})"
-    return type(value).__name__
-
-
-def _show(value: object, limit: int = 60) -> str:
-    """A value for an error message, short enough never to dump a response into a log."""
-    if value is None:
-        return "absent or null"
-    if isinstance(value, (Mapping, list, tuple)):
-        return _kind(value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
-        return f"an integer of {len(str(abs(value)))} digits"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _span(low: int, high: int) -> str:
-    """``3``, ``10-19``, ``-1 to 1``: a range of ids for a message."""
-    if low == high:
-        return _show(low)
-    return f"{_show(low)}{'-' if low >= 0 else ' to '}{_show(high)}"
-
-
-def _keys(payload: Mapping[str, Any]) -> str:
-    keys = [str(key) for key in list(payload)[:8]]
-    more = ", ..." if len(payload) > 8 else ""
-    return ", ".join(keys) + more if keys else "none"

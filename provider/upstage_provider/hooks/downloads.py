@@ -17,22 +17,32 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from upstage_provider.columnar import OCRBatch
 from upstage_provider.exceptions import (
     BatchPagesMismatchError,
     DownloadURLExpiredError,
     MalformedResponseError,
     RequestNotCompletedError,
 )
-from upstage_provider.models import OCRResult, PageIds
+from upstage_provider.models import PageIds
 from upstage_provider.status import BatchInfo, BatchState, RequestInfo, RequestState
 
 if TYPE_CHECKING:
     from upstage_provider.hooks.upstage import UpstageOCRHook
 
-Parsed = TypeVar("Parsed", OCRResult, OCRBatch)
+
+class ParsedResponse(Protocol):
+    """What the downloader needs of a parsed batch, whichever parser made it."""
+
+    @property
+    def page_ids(self) -> PageIds | None: ...
+
+    @property
+    def page_count(self) -> int: ...
+
+
+Parsed = TypeVar("Parsed", bound=ParsedResponse)
 
 MAX_URL_REFRESHES = 3
 

@@ -41,7 +41,8 @@ from upstage_provider.get_provider_info import (
 from upstage_provider.hooks.clients import LOOP_CLIENTS, loop_http, user_agent
 from upstage_provider.hooks.downloads import MAX_URL_REFRESHES as MAX_URL_REFRESHES  # re-exported
 from upstage_provider.hooks.downloads import BatchDownloader
-from upstage_provider.models import OCRResult, Page, parse_ocr_response
+from upstage_provider.models import OCRResult, Page
+from upstage_provider.results import ParsedBatch, pages_of, parse_batch, parse_ocr_result, result_of
 from upstage_provider.retry import MAX_RETRY_AFTER as MAX_RETRY_AFTER  # re-exported
 from upstage_provider.retry import SYSTEM_CLOCK, Clock, RetryPolicy
 from upstage_provider.status import RequestInfo
@@ -49,7 +50,7 @@ from upstage_provider.status import RequestInfo
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-_Parsed = TypeVar("_Parsed", OCRResult, OCRBatch)
+_Parsed = TypeVar("_Parsed", OCRResult, OCRBatch, ParsedBatch)
 
 SYNC_PATH = "/v1/document-digitization"
 ASYNC_PATH = "/v1/document-digitization/async"
@@ -300,7 +301,7 @@ class UpstageOCRHook(BaseHook):
             return body
         # With the page count known before upload, an answer that lost or gained pages is
         # refused like a bad async batch is, instead of landing a partial document.
-        result = parse_ocr_response(
+        result = parse_ocr_result(
             response.content,
             end_page=doc.page_count if doc.page_count else None,
             source=f"sync OCR of {doc.name}",
@@ -364,21 +365,28 @@ class UpstageOCRHook(BaseHook):
         Yield every page of a completed request in document order.
 
         Batches download ``concurrency`` at a time while pages are yielded, so memory stays
-        bounded by the window, not the document. A download URL that has expired (403) is
+        bounded by the window, not the document; each waits there as Arrow columns, and a page's
+        Words are built as it is yielded. A download URL that has expired (403) is
         refreshed with one status call shared by all downloads that hit it. A batch whose download
         holds other pages than announced (its page count, or page ids that fit neither numbering)
         is fetched once more through a fresh status call, then fails with
         :class:`BatchPagesMismatchError`. Pass ``info`` when a status was just fetched (a sensor's
         last poke) to save a call.
         """
-        for batch in self.iter_batches(request_id, info=info, concurrency=concurrency):
-            yield from batch.pages
+        for batch in self._download_all(request_id, info, concurrency, parse_batch):
+            yield from pages_of(batch)
 
     def iter_batches(
         self, request_id: str, *, info: RequestInfo | None = None, concurrency: int | None = None
     ) -> Iterator[OCRResult]:
-        """:meth:`iter_results` one batch at a time, each with its ``model_version``."""
-        return self._download_all(request_id, info, concurrency, parse_ocr_response)
+        """:meth:`iter_results` one batch at a time, each with its ``model_version``.
+
+        Batches are parsed and checked through Arrow columns (``results``) as they arrive, mostly
+        outside the GIL; each one's dataclasses, the same ``parse_ocr_response`` gives, are built
+        as it is handed out.
+        """
+        for batch in self._download_all(request_id, info, concurrency, parse_batch):
+            yield result_of(batch)
 
     def iter_arrow_batches(
         self, request_id: str, *, info: RequestInfo | None = None, concurrency: int | None = None
