@@ -147,7 +147,7 @@ def main() -> int:
             f"then the provider: {statistics.median(imported['ours'].values()):.0f} MB; or pandas and "
             f"requests: {statistics.median(imported['naive'].values()):.0f} MB) and lands one request. "
             "Ours runs "
-            "runtime.land_request (the hook's bounded download window feeding write_ocr_parquet one row "
+            "landing.land_request (the hook's bounded download window feeding write_ocr_parquet one row "
             "group per batch); naive downloads every batch with requests, json() each, builds per-word "
             f"dicts, one pandas DataFrame and to_parquet. Median of {sizes.repeat} process(es) per point."
         ),
