@@ -625,13 +625,18 @@ def test_the_key_never_appears_in_logs_or_errors(
         request_id = hook.submit(load_document(make_pdf(12), name="x.pdf"))
         wait_done(hook, request_id)
         list(hook.iter_results(request_id))
+        sync_lines = len(hook_lines)
+        asyncio.run(hook.aget_request(request_id))  # the triggerer's path logs retries of its own
+        async_retries = [e for e in hook_lines[sync_lines:] if "retry" in str(e["event"])]
         with pytest.raises(UpstageRequestError) as not_found:
             hook.get_request("00000000-0000-0000-0000-000000000000")
         with pytest.raises(UpstageRequestError) as bad_model:
             hook.ocr(load_document(make_pdf(1), name="one.pdf"), model="no-such-model")
-    # What could carry the key was produced: retry lines (429 and 5xx), two API errors.
+    # What could carry the key was produced: retry lines (429 and 5xx) of the worker's and the
+    # triggerer's paths, two API errors.
     retries = [e for e in hook_lines if "retry" in str(e["event"])]
     assert len(retries) >= 5, [e["event"] for e in hook_lines]
+    assert async_retries, [e["event"] for e in hook_lines[sync_lines:]]
     assert not_found.value.status_code == 404
     assert bad_model.value.status_code == 400
     texts = [repr(entry) for entry in hook_lines]  # the message and every field logged with it
