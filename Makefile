@@ -61,19 +61,23 @@ ocr-agreement: install
 emulator: install
 	$(VENV)/bin/upstage-emulator --host 127.0.0.1 --port 8765
 
-# Mutation testing with mutmut (docs/testing.md; not part of make test): mutates models.py and
-# columnar.py whole and the limit checks of documents.py, and runs tests/test_models.py,
-# test_columnar.py, test_documents.py, test_wire_rules.py and test_document_limits.py against each
-# mutant (Hypothesis and emulator tests left out, see [tool.mutmut] in pyproject.toml). One worker:
-# about 20-25 minutes on a loaded 2-core machine (2,167 mutants, 2 per second), cut after
-# MUTATION_TIMEOUT seconds; the cut run's unchecked mutants count as "not run". It works in a
-# src-layout copy under build/mutation/ and prints the counts per module, then the survivors.
+# Mutation testing with mutmut (docs/testing.md; not part of make test): mutates the two parsers
+# (models.py, columnar.py) and the wire-format rules they share (wire.py) whole, and the document
+# limits (documents/limits.py whole, plus the format and page-size checks they rely on), and runs
+# tests/test_models.py, test_columnar.py, test_results.py, test_documents.py, test_wire_rules.py and
+# test_document_limits.py against each mutant (Hypothesis and emulator tests left out, see
+# [tool.mutmut] in pyproject.toml). One worker, about 2 mutants per second on a loaded 2-core
+# machine, cut after MUTATION_TIMEOUT seconds; the cut run's unchecked mutants count as "not run".
+# It works in a src-layout copy under build/mutation/ and prints the counts per module, then the
+# survivors.
 MUTATION_DIR := build/mutation
 MUTATION_TIMEOUT ?= 2400
-MUTATION_DOCUMENT_LIMITS := prepare_document validate_document _check_mode _empty_error _check_bytes \
-	_check_page_count _check_page_pixels _format_limit _format_bytes detect_format _points_to_pixels _emu_to_pixels
-MUTATION_TARGETS := 'upstage_provider.models.*' 'upstage_provider.columnar.*' \
-	$(foreach f,$(MUTATION_DOCUMENT_LIMITS),'upstage_provider.documents.x_$(f)__mutmut_*')
+MUTATION_TARGETS := 'upstage_provider.models.*' 'upstage_provider.columnar.*' 'upstage_provider.wire.*' \
+	'upstage_provider.documents.limits.*' \
+	'upstage_provider.documents.loading.x_prepare_document__mutmut_*' \
+	'upstage_provider.documents.formats.x_detect_format__mutmut_*' \
+	'upstage_provider.documents.pages.x__points_to_pixels__mutmut_*' \
+	'upstage_provider.documents.pages.x__emu_to_pixels__mutmut_*'
 mutation: install
 	$(UV) pip install --python $(PY) --quiet -e '.[test,mutation]'
 	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)/src
