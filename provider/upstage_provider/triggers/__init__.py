@@ -1,0 +1,1 @@
+"""The trigger that waits for an async Upstage request in the triggerer."""
