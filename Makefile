@@ -72,6 +72,7 @@ emulator: install
 # survivors.
 MUTATION_DIR := build/mutation
 MUTATION_TIMEOUT ?= 2400
+MUTATION_JOBS ?= 1
 MUTATION_TARGETS := 'upstage_provider.models.*' 'upstage_provider.columnar.*' 'upstage_provider.wire.*' \
 	'upstage_provider.documents.limits.*' \
 	'upstage_provider.documents.loading.x_prepare_document__mutmut_*' \
@@ -84,7 +85,7 @@ mutation: install
 	cp -r provider/upstage_provider $(MUTATION_DIR)/src/
 	cp -r tests pyproject.toml $(MUTATION_DIR)/
 	ln -s $(abspath ..)/shared $(MUTATION_DIR)/shared  # the samples, beside the repo as the tests expect
-	cd $(MUTATION_DIR) && timeout $(MUTATION_TIMEOUT) $(abspath $(VENV))/bin/mutmut run --max-children 1 \
+	cd $(MUTATION_DIR) && timeout $(MUTATION_TIMEOUT) $(abspath $(VENV))/bin/mutmut run --max-children $(MUTATION_JOBS) \
 		$(MUTATION_TARGETS) > mutmut-run.log 2>&1 || test $$? -eq 124
 	$(PY) scripts/mutation_summary.py $(MUTATION_DIR) $(MUTATION_TARGETS) --survivors
 
