@@ -176,14 +176,12 @@ class BatchDownloader(Generic[Parsed]):
                 url, answer = self._urls.fresh_url(batch, stale=None)
                 continue
             try:
-                response = self._hook._call(
-                    "GET", url, what=f"download of batch {batch.id}", authenticated=False
-                )
+                body = self._hook._get_body(url, what=f"download of batch {batch.id}")
             except DownloadURLExpiredError:
                 self._hook.log.info("Upstage batch %s: download URL expired; fetching a fresh one", batch.id)
                 url, answer = self._urls.fresh_url(batch, stale=url)
                 continue
-            return response.content, answer
+            return body, answer
         raise DownloadURLExpiredError(
             f"batch {batch.id} (pages {batch.start_page}-{batch.end_page}): the download URL was refused "
             f"{MAX_URL_REFRESHES + 1} times, even freshly issued; check the clock of this machine",
