@@ -28,7 +28,6 @@ from upstage_provider.documents import Document, prepare_document, validate_docu
 from upstage_provider.exceptions import (
     InvalidRequestIdError,
     MalformedResponseError,
-    UpstageAPIError,
     UpstageAuthError,
     UpstageError,
 )
@@ -38,9 +37,11 @@ from upstage_provider.get_provider_info import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_READ_TIMEOUT,
 )
+from upstage_provider.hooks import calls
 from upstage_provider.hooks.clients import LOOP_CLIENTS, loop_http, user_agent
 from upstage_provider.hooks.downloads import MAX_URL_REFRESHES as MAX_URL_REFRESHES  # re-exported
 from upstage_provider.hooks.downloads import BatchDownloader
+from upstage_provider.hooks.masking import amask, mask
 from upstage_provider.models import OCRResult, Page
 from upstage_provider.results import ParsedBatch, pages_of, parse_batch, parse_ocr_result, result_of
 from upstage_provider.retry import MAX_RETRY_AFTER as MAX_RETRY_AFTER  # re-exported
@@ -60,7 +61,6 @@ API_KEY_ENV = "UPSTAGE_API_KEY"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 # The API gives sync OCR up to 5 minutes server-side; the read timeout must outlast that.
 DEFAULT_SYNC_READ_TIMEOUT = 330.0
-BODY_CHUNK_BYTES = 1 << 20
 
 DocumentSource = Any  # a path, URI, ObjectStoragePath, bytes (with name=) or a Document
 
@@ -151,14 +151,14 @@ class UpstageOCRHook(BaseHook):
     def _api_key(self, conn: Connection) -> str:
         key = self._key_of(conn)
         if key != self._masked:  # the env fallback is not masked by Airflow on its own
-            _mask(key)
+            mask(key)
             self._masked = key
         return key
 
     async def _aapi_key(self, conn: Connection) -> str:
         key = self._key_of(conn)
         if key != self._masked:
-            await _amask(key)
+            await amask(key)
             self._masked = key
         return key
 
@@ -229,23 +229,17 @@ class UpstageOCRHook(BaseHook):
         ``idempotent=False``: a call that may have reached the API is not repeated at all.
         ``billed``: it is repeated, but the retry's log line says it may be billed again.
         """
-        return self._attempts(
-            method, url, what, authenticated, idempotent, billed, read_timeout, read_body=False, **kwargs
+        return self._send(
+            method, url, what, authenticated, idempotent, billed, read_timeout, False, **kwargs
         )[0]
 
     def _get_body(self, url: str, *, what: str) -> bytes:
-        """
-        An unauthenticated GET's whole body (a batch download), with the retries of :meth:`_call`.
-
-        The body is read inside the attempt, so one cut short is retried like a call without an
-        answer, and in 1 MiB chunks instead of requests' 10 KB: with 16 downloads in flight, the
-        small reads cost a third of a fetch's CPU in handing the GIL from thread to thread.
-        """
-        body = self._attempts("GET", url, what, False, True, False, None, read_body=True)[1]
+        """An unauthenticated GET's whole body (a batch download), with the retries of :meth:`_call`."""
+        body = self._send("GET", url, what, False, True, False, None, True)[1]
         assert body is not None
         return body
 
-    def _attempts(
+    def _send(
         self,
         method: str,
         url: str,
@@ -254,39 +248,25 @@ class UpstageOCRHook(BaseHook):
         idempotent: bool,
         billed: bool,
         read_timeout: float | None,
-        *,
         read_body: bool,
         **kwargs: Any,
     ) -> tuple[requests.Response, bytes | None]:
         conn = self.connection
-        policy = self._retry(conn)
-        headers = {"Authorization": f"Bearer {self._api_key(conn)}"} if authenticated else {}
-        timeout = (DEFAULT_CONNECT_TIMEOUT, read_timeout or self._read_timeout(conn))
-
-        def attempt() -> tuple[requests.Response, bytes | None]:
-            body = None
-            try:
-                response = self.session.request(
-                    method, url, headers=headers, timeout=timeout, stream=read_body, **kwargs
-                )
-                if read_body and response.status_code < 400:
-                    with response:
-                        body = b"".join(response.iter_content(BODY_CHUNK_BYTES))
-            except requests.exceptions.RequestException as exc:
-                no_answer = connection_error(exc, what, url)
-                raise policy.after_no_answer(no_answer, idempotent=idempotent, billed=billed) from None
-            if response.status_code < 400:
-                return response, body
-            error = self._status_error(response, what, authenticated=authenticated)
-            response.close()
-            raise policy.after_answer(error, response.headers.get("Retry-After"))
-
-        return policy.call(attempt, what=what, log=self.log)
-
-    def _status_error(
-        self, response: requests.Response, what: str, *, authenticated: bool
-    ) -> UpstageAPIError:
-        return error_from(response.status_code, _json_or_none(response), response.text, what, authenticated)
+        return calls.send(
+            self.session,
+            self._retry(conn),
+            self.log,
+            method,
+            url,
+            what=what,
+            headers={"Authorization": f"Bearer {self._api_key(conn)}"} if authenticated else {},
+            timeout=(DEFAULT_CONNECT_TIMEOUT, read_timeout or self._read_timeout(conn)),
+            authenticated=authenticated,
+            idempotent=idempotent,
+            billed=billed,
+            read_body=read_body,
+            **kwargs,
+        )
 
     # --- public API -----------------------------------------------------------------------------------
 
@@ -516,24 +496,6 @@ def _checked_id(request_id: str) -> str:
 
 def _pages_text(doc: Document) -> str:
     return "?" if doc.page_count is None else str(doc.page_count)
-
-
-def _mask(secret: str) -> None:
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - older task SDKs
-        return
-    mask_secret(secret)
-
-
-async def _amask(secret: str) -> None:
-    """Masking from the triggerer's loop must not block it on a synchronous supervisor call."""
-    try:
-        from airflow.sdk.log import amask_secret
-    except ImportError:  # pragma: no cover - Airflow 3.1
-        _mask(secret)
-        return
-    await amask_secret(secret)
 
 
 # Status calls in flight at once in one event loop, across every trigger in it. httpx's pool
