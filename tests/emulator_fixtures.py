@@ -8,20 +8,26 @@ Load it from ``tests/conftest.py`` with ``pytest_plugins = ["tests.emulator_fixt
 - ``make_pdf(pages, size=(612, 792))``: a blank PDF of ``pages`` pages, as bytes;
 - ``api_headers``: the ``Authorization`` header for :data:`API_KEY`;
 - ``connect(host, password=API_KEY, conn_id="upstage_test", **extra)``: an ``upstage`` Airflow
-  connection defined through ``AIRFLOW_CONN_<ID>`` (as a deployment would), returning its id.
+  connection defined through ``AIRFLOW_CONN_<ID>`` (as a deployment would), returning its id;
+- ``wait_done(hook, request_id)``: not a fixture, the status of a request once it has ended.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from upstage_provider.emulator.config import EmulatorConfig, FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
 from upstage_provider.emulator.synthetic import SyntheticEngine, blank_pdf
+
+if TYPE_CHECKING:
+    from upstage_provider.hooks.upstage import UpstageOCRHook
+    from upstage_provider.status import RequestInfo
 
 #: A PDF with ``pages`` blank pages of ``size`` points.
 pdf_bytes = blank_pdf
@@ -82,3 +88,14 @@ def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
         return conn_id
 
     return define
+
+
+def wait_done(hook: UpstageOCRHook, request_id: str, timeout: float = 30.0) -> RequestInfo:
+    """The request's status once it has ended (completed or failed), polled every 50 ms."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = hook.get_request(request_id)
+        if info.is_terminal:
+            return info
+        assert time.monotonic() < deadline, f"request still {info.progress()}"
+        time.sleep(0.05)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.emulator_fixtures import wait_done
 from upstage_provider.columnar import OCRBatch, from_result, parse_ocr_batch
 from upstage_provider.emulator.server import EmulatorServer
 from upstage_provider.exceptions import MalformedResponseError
@@ -96,10 +96,7 @@ def test_emulator_batches_match_through_the_hook(
     from upstage_provider.documents import load_document
 
     request_id = hook.submit(load_document(make_pdf(23), name="doc.pdf"))
-    deadline = time.monotonic() + 30
-    while not hook.get_request(request_id).status.is_terminal:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_done(hook, request_id)
     fast = list(hook.iter_arrow_batches(request_id))
     slow = [from_result(result) for result in hook.iter_batches(request_id)]
     assert [b.page_count for b in fast] == [10, 10, 3]

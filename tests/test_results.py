@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import FrozenInstanceError, fields, replace
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 
+from tests.emulator_fixtures import wait_done
 from tests.test_columnar import SAMPLES, ordinary_response, response, with_page_ids
 from upstage_provider.columnar import fast_columns, parse_ocr_batch
 from upstage_provider.documents import load_document
@@ -235,10 +235,7 @@ def test_the_hook_hands_out_what_the_reference_makes_of_each_download(
     server = make_emulator(snake_case=snake_case, batch_page_ids=batch_page_ids)
     hook = UpstageOCRHook(connect(server.url))
     request_id = hook.submit(load_document(make_pdf(23), name="doc.pdf"))
-    deadline = time.monotonic() + 30
-    while not (info := hook.get_request(request_id)).status.is_terminal:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    info = wait_done(hook, request_id)
     expected = []
     for batch in sorted(info.batches, key=lambda b: b.start_page):
         assert batch.download_url is not None

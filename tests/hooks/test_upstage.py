@@ -16,7 +16,7 @@ import pytest
 import requests
 import structlog
 
-from tests.emulator_fixtures import API_KEY
+from tests.emulator_fixtures import API_KEY, wait_done
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from tests.loop_lag import MAX_LOOP_GAP, loop_lag
 from upstage_provider.documents import load_document
@@ -38,7 +38,7 @@ from upstage_provider.exceptions import (
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.models import parse_ocr_response
 from upstage_provider.retry import Clock
-from upstage_provider.status import RequestInfo, RequestState
+from upstage_provider.status import RequestState
 
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05}
 
@@ -59,16 +59,6 @@ class RecordedWaits(Clock):
 def calls(server: EmulatorServer, endpoint: str) -> int:
     """How many requests the emulator received on one endpoint, whatever it answered."""
     return int(server.stats()["endpoints"].get(endpoint, {}).get("total", 0))
-
-
-def wait_done(hook: UpstageOCRHook, request_id: str, timeout: float = 30.0) -> RequestInfo:
-    deadline = time.monotonic() + timeout
-    while True:
-        info = hook.get_request(request_id)
-        if info.is_terminal:
-            return info
-        assert time.monotonic() < deadline, f"request still {info.progress()}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
