@@ -72,6 +72,13 @@ def error_from(status: int, body: Any, text: str, what: str, authenticated: bool
 ConnectionFailure = Literal["connect", "timeout", "lost"]
 
 
+def status_error(
+    response: requests.Response | httpx.Response, what: str, *, authenticated: bool
+) -> UpstageAPIError:
+    """The error an HTTP error status stands for, with the API's own message (sync or async client)."""
+    return error_from(response.status_code, json_or_none(response), response.text, what, authenticated)
+
+
 def connection_failure(exc: Exception) -> ConnectionFailure:
     """
     What became of a call that got no HTTP answer, for ``requests`` and ``httpx`` alike.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,27 +38,12 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(out / "performance.md"),
         ],
         cwd=REPO_ROOT,
-        env=_bytecode_cached(out / "pycache"),
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return out
-
-
-def _bytecode_cached(prefix: Path) -> dict[str, str]:
-    """The environment for the smoke run, with bytecode cached across its ~15 Python processes.
-
-    Each benchmark (and the memory benchmark's every measured child, and each emulator process)
-    is a fresh interpreter importing Airflow; with PYTHONDONTWRITEBYTECODE set, each would compile
-    Airflow's sources again (~4-5 CPU s apiece). A private PYTHONPYCACHEPREFIX lets the first one
-    compile them and the others reuse that, without writing into the source tree or the venv.
-    """
-    env = dict(os.environ)
-    if env.pop("PYTHONDONTWRITEBYTECODE", None):
-        env["PYTHONPYCACHEPREFIX"] = str(prefix)
-    return env
 
 
 @pytest.mark.timeout(900)

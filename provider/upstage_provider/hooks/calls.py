@@ -6,8 +6,7 @@ from typing import Any
 
 import requests
 
-from upstage_provider.api_errors import connection_error, error_from, json_or_none
-from upstage_provider.exceptions import UpstageAPIError
+from upstage_provider.api_errors import connection_error, status_error
 from upstage_provider.retry import Log, RetryPolicy
 
 #: Batch downloads read their body this much at a time. requests' own 10 KB reads, with 16
@@ -57,8 +56,3 @@ def send(
         raise policy.after_answer(error, response.headers.get("Retry-After"))
 
     return policy.call(attempt, what=what, log=log)
-
-
-def status_error(response: requests.Response, what: str, *, authenticated: bool) -> UpstageAPIError:
-    """The error an HTTP error status stands for, with the API's own message."""
-    return error_from(response.status_code, json_or_none(response), response.text, what, authenticated)

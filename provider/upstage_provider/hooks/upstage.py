@@ -21,7 +21,7 @@ import requests
 from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 
-from upstage_provider.api_errors import connection_error, error_from, json_object
+from upstage_provider.api_errors import connection_error, json_object, status_error
 from upstage_provider.api_errors import json_or_none as _json_or_none
 from upstage_provider.columnar import OCRBatch, parse_ocr_batch
 from upstage_provider.documents import Document, prepare_document, validate_document
@@ -460,9 +460,7 @@ class UpstageOCRHook(BaseHook):
             except httpx.HTTPError as exc:
                 raise policy.after_no_answer(connection_error(exc, "status", url)) from None
             if response.status_code >= 400:
-                error = error_from(
-                    response.status_code, _json_or_none(response), response.text, "status", True
-                )
+                error = status_error(response, "status", authenticated=True)
                 raise policy.after_answer(error, response.headers.get("Retry-After"))
             try:
                 body = response.json()
