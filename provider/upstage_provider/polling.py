@@ -102,16 +102,28 @@ class PollSchedule:
             self._first = None
             return None
         if self._first is None or progress.completed_pages < self._first[1] or elapsed <= self._first[0]:
-            self._first = (elapsed, progress.completed_pages)  # no rate from one answer
-            return None
-        since, pages_then = self._first
-        # Pages then were at least ``pages_then``; pages now at most completed plus in flight.
-        fastest = (progress.completed_pages + progress.in_flight_pages - pages_then) / (elapsed - since)
-        if fastest <= 0:
-            return None
-        left = progress.total_pages - progress.completed_pages - progress.in_flight_pages
-        earliest_end = elapsed + max(0, left) / fastest
-        return earliest_end * (1.0 + _AIM * PROGRESS_LATENESS) - elapsed
+            self._first = (elapsed, progress.completed_pages)
+            # One answer gives no rate of its own. With the start of the wait as the other end it
+            # does if the work began then (not later), so the geometric wait stays the cap.
+            anchored = _aim(elapsed, progress, since=0.0, pages_then=0)
+            geometric = (NO_PROGRESS_GROWTH - 1.0) * elapsed
+            return geometric if anchored is None else min(anchored, geometric)
+        return _aim(elapsed, progress, *self._first)
+
+
+def _aim(elapsed: float, progress: Progress, since: float, pages_then: int) -> float | None:
+    """
+    The wait to just after the earliest end steady progress since ``since`` allows: the pages
+    then were at least ``pages_then``, the pages now at most the completed and in-flight ones.
+    """
+    if elapsed <= since:
+        return None
+    fastest = (progress.completed_pages + progress.in_flight_pages - pages_then) / (elapsed - since)
+    if fastest <= 0:
+        return None
+    left = progress.total_pages - progress.completed_pages - progress.in_flight_pages
+    earliest_end = elapsed + max(0, left) / fastest
+    return earliest_end * (1.0 + _AIM * PROGRESS_LATENESS) - elapsed
 
 
 def check_intervals(poll_interval: float, max_poll_interval: float) -> None:
