@@ -26,6 +26,7 @@ from upstage_provider.locations import WRITE_CHECK_PREFIX as WRITE_CHECK_PREFIX
 from upstage_provider.locations import check_output_writable as check_output_writable
 from upstage_provider.locations import location as location
 from upstage_provider.locations import read_document as read_document
+from upstage_provider.polling import DEFAULT_MAX_POLL_INTERVAL
 from upstage_provider.triggers.ocr import UpstageOCRTrigger
 
 #: The deferral's own timeout is only a backstop behind the trigger's deadline event.
@@ -33,10 +34,26 @@ DEFER_TIMEOUT_MARGIN = 300.0
 
 
 def waiting_trigger(
-    request_id: str, conn_id: str, poll_interval: float, timeout: float
+    request_id: str,
+    conn_id: str,
+    poll_interval: float,
+    timeout: float,
+    *,
+    max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+    adaptive_polling: bool = True,
 ) -> tuple[UpstageOCRTrigger, timedelta]:
-    """The trigger to defer to, with an absolute deadline, and the deferral's backstop timeout."""
+    """
+    The trigger to defer to, with an absolute deadline and start (the polling schedule's anchor),
+    and the deferral's backstop timeout.
+    """
+    now = time.time()
     trigger = UpstageOCRTrigger(
-        request_id=request_id, conn_id=conn_id, poll_interval=poll_interval, deadline=time.time() + timeout
+        request_id=request_id,
+        conn_id=conn_id,
+        poll_interval=poll_interval,
+        deadline=now + timeout,
+        max_poll_interval=max_poll_interval,
+        adaptive_polling=adaptive_polling,
+        started_at=now,
     )
     return trigger, timedelta(seconds=timeout + DEFER_TIMEOUT_MARGIN)

@@ -171,3 +171,27 @@ def test_object_storage_path_uris(
     assert Path(result["words_uri"].removeprefix("file://")).is_file()
     assert result["pages"] == 2
     assert pq.read_table(result["pages_uri"].removeprefix("file://"))["document_uri"][0].as_py() == document
+
+
+def test_the_waiting_schedule_reaches_the_trigger(
+    make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str], tmp_path: Path
+) -> None:
+    server = make_emulator(faults=FaultConfig(latency_per_page=0.5))
+    conn_id = connect(server.url)
+    request_id, _ = submitted(conn_id, 5)
+    op = sensor(conn_id, request_id, tmp_path, max_poll_interval=45, adaptive_polling=False)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, UpstageOCRTrigger)
+    kwargs = trigger.serialize()[1]
+    assert (kwargs["max_poll_interval"], kwargs["adaptive_polling"]) == (45.0, False)
+    assert before <= kwargs["started_at"] <= time.time()  # anchored at the deferral
+    defaults = sensor(conn_id, request_id, tmp_path)
+    assert (defaults.max_poll_interval, defaults.adaptive_polling) == (300.0, True)
+
+
+def test_a_schedule_no_trigger_can_keep_fails_when_the_dag_is_parsed(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_poll_interval"):
+        sensor("upstage_test", "r-1", tmp_path, max_poll_interval=0)

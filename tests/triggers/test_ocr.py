@@ -44,7 +44,9 @@ async def test_serialize_round_trip_holds_only_primitives_and_no_key(
     # (or anything holding it), serialize(), and so the triggerer's table and repr, would show it.
     conn_id = connect(emulator.url, password=API_KEY)
     request_id = submit(emulator, conn_id, 1)
-    trigger = UpstageOCRTrigger(request_id, conn_id, poll_interval=0.05, deadline=1_900_000_000.5)
+    trigger = UpstageOCRTrigger(
+        request_id, conn_id, poll_interval=0.05, deadline=1_900_000_000.5, max_poll_interval=120
+    )
     (event,) = await events(trigger)
     assert event.payload["status"] == "success"
     path, kwargs = trigger.serialize()
@@ -54,8 +56,12 @@ async def test_serialize_round_trip_holds_only_primitives_and_no_key(
         "conn_id": conn_id,
         "poll_interval": 0.05,
         "deadline": 1_900_000_000.5,
+        "max_poll_interval": 120.0,
+        "adaptive_polling": True,
+        "started_at": trigger.started_at,
     }
-    assert all(isinstance(v, (str, float, int, type(None))) for v in kwargs.values())
+    assert abs(trigger.started_at - time.time()) < 60  # an absolute epoch time, set when built
+    assert all(isinstance(v, (str, float, int, bool, type(None))) for v in kwargs.values())
     assert UpstageOCRTrigger(**kwargs).serialize() == (path, kwargs)
     for text in (repr(kwargs), repr(trigger), str(event.payload)):
         assert API_KEY not in text
@@ -271,8 +277,9 @@ async def test_an_outage_longer_than_the_hooks_retries_does_not_end_the_wait(
     async def outage_ends() -> None:  # three polls in a row found nobody listening
         back.append(await asyncio.to_thread(start_again, api))
 
-    trigger_waits.on_wait[1] = outage_starts
-    trigger_waits.on_wait[4] = outage_ends
+    # Wait 1 comes before the first poll (the operator polled just before deferring).
+    trigger_waits.on_wait[2] = outage_starts
+    trigger_waits.on_wait[5] = outage_ends
     try:
         got = await events(
             UpstageOCRTrigger(request_id, conn_id, poll_interval=0.05, deadline=time.time() + 25)
@@ -287,8 +294,10 @@ async def test_an_outage_longer_than_the_hooks_retries_does_not_end_the_wait(
     # One poll before the outage, three refused during it (not counted by any server), one after.
     assert status_calls(api) == {"total": 1, "200": 1}
     assert status_calls(back[0]) == {"total": 1, "200": 1}
-    # Waits: the poll interval, then a backoff doubling from it while the API is down.
-    assert trigger_waits.waits == pytest.approx([0.05, 0.05, 0.1, 0.2])
+    # Waits: the poll interval before the first poll and after it (a single batch reports no
+    # progress; 25 % of the elapsed time is less), then a backoff doubling from it while the API
+    # is down.
+    assert trigger_waits.waits == pytest.approx([0.05, 0.05, 0.05, 0.1, 0.2], abs=0.002)
     log = trigger_lines(logged, request_id)
     started = [m for level, m in log if level == "warning"]
     ended = [m for level, m in log if level == "info" and "outage" in m]
@@ -319,8 +328,8 @@ async def test_a_permanent_error_after_an_outage_ends_the_wait_at_once(
     async def forgetful_api_returns() -> None:
         back.append(await asyncio.to_thread(start_again, api, keep_requests=False))
 
-    trigger_waits.on_wait[1] = outage_starts
-    trigger_waits.on_wait[3] = forgetful_api_returns
+    trigger_waits.on_wait[2] = outage_starts
+    trigger_waits.on_wait[4] = forgetful_api_returns
     try:
         (event,) = await events(
             UpstageOCRTrigger(request_id, conn_id, poll_interval=0.05, deadline=time.time() + 25)
@@ -333,7 +342,7 @@ async def test_a_permanent_error_after_an_outage_ends_the_wait_at_once(
     assert event.payload["permanent"] is True
     assert "HTTP 404" in event.payload["message"]
     assert status_calls(back[0]) == {"total": 1, "404": 1}  # one answer, no further poll
-    assert len(trigger_waits.waits) == 3
+    assert len(trigger_waits.waits) == 4
 
 
 @pytest.mark.usefixtures("quick_hook_retries")
@@ -348,7 +357,7 @@ async def test_a_permanent_error_ends_the_wait_with_one_status_call(
     assert event.payload["permanent"] is True
     assert "HTTP 404" in event.payload["message"]
     assert status_calls(emulator) == {"total": 1, "404": 1}
-    assert trigger_waits.waits == []
+    assert trigger_waits.waits == pytest.approx([0.05], abs=0.002)  # the first poll's, no other
 
 
 def closed_port() -> int:

@@ -24,6 +24,7 @@ from upstage_provider.ledger import (
 )
 from upstage_provider.locations import check_output_writable, read_valid_document
 from upstage_provider.parquet import DocumentMeta
+from upstage_provider.polling import DEFAULT_MAX_POLL_INTERVAL, check_intervals
 from upstage_provider.runtime import waiting_trigger
 from upstage_provider.status import RequestInfo
 
@@ -105,6 +106,9 @@ class UpstageOCROperator(BaseOperator):
     :param model: ``ocr`` or a pinned model version.
     :param deferrable: wait for async results in the triggerer, not a worker slot.
     :param poll_interval: seconds between status calls on the async path.
+    :param max_poll_interval: while deferred, the longest wait between two status calls.
+    :param adaptive_polling: while deferred, space status calls by the request's progress
+        (:mod:`upstage_provider.polling`); False polls every ``poll_interval``.
     :param timeout: how long to wait for an async request.
     :param reattach_unrecorded: see :class:`UpstageOCRSubmitOperator`.
     """
@@ -124,9 +128,12 @@ class UpstageOCROperator(BaseOperator):
         poll_interval: float = 10.0,
         timeout: float | timedelta = timedelta(hours=24),
         reattach_unrecorded: bool = False,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        adaptive_polling: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_intervals(poll_interval, max_poll_interval)
         if mode not in ("auto", "sync", "async"):
             raise ValueError(f"mode must be 'auto', 'sync' or 'async', not {mode!r}")
         self.document = document
@@ -138,6 +145,8 @@ class UpstageOCROperator(BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         self.reattach_unrecorded = reattach_unrecorded
+        self.max_poll_interval = max_poll_interval
+        self.adaptive_polling = adaptive_polling
 
     def execute(self, context: Context) -> dict[str, Any] | None:
         doc = read_valid_document(self.document, None)
@@ -184,7 +193,14 @@ class UpstageOCROperator(BaseOperator):
     def _wait_and_land(
         self, hook: UpstageOCRHook, context: Context, request_id: str, doc: Document
     ) -> dict[str, Any] | None:
-        trigger, backstop = waiting_trigger(request_id, self.conn_id, self.poll_interval, self.timeout)
+        trigger, backstop = waiting_trigger(
+            request_id,
+            self.conn_id,
+            self.poll_interval,
+            self.timeout,
+            max_poll_interval=self.max_poll_interval,
+            adaptive_polling=self.adaptive_polling,
+        )
         info = hook.get_request(request_id)
         if self.deferrable and not info.is_terminal:
             self.log.info("Upstage request %s: %s; deferring to the triggerer", request_id, info.progress())

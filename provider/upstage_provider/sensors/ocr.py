@@ -16,6 +16,7 @@ from upstage_provider.landing import land_request
 from upstage_provider.ledger import delete_variable, find_handoff
 from upstage_provider.locations import check_output_writable, read_document
 from upstage_provider.parquet import DocumentMeta
+from upstage_provider.polling import DEFAULT_MAX_POLL_INTERVAL, check_intervals
 from upstage_provider.runtime import waiting_trigger
 from upstage_provider.status import RequestInfo
 
@@ -40,10 +41,16 @@ class UpstageOCRSensor(BaseSensorOperator):
         ``UpstageOCRSubmitOperator`` (whose XCom ``upstage_document`` names it); gives the
         ``document_uri``/``document_sha256`` columns.
     :param deferrable: wait in the triggerer instead of a worker slot.
-    :param poll_interval: seconds between status calls.
+    :param poll_interval: seconds between status calls (while deferred: before the first one,
+        and the shortest wait between two).
+    :param max_poll_interval: while deferred, the longest wait between two status calls.
+    :param adaptive_polling: while deferred, space status calls by the request's progress, or
+        geometrically without it (:mod:`upstage_provider.polling`); False polls every
+        ``poll_interval``.
     """
 
     template_fields: Sequence[str] = ("request_id", "output_uri", "conn_id", "document")
+    # The waiting schedule is not templated: a bad one must fail when the DAG is parsed.
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -56,8 +63,11 @@ class UpstageOCRSensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
         timeout: float | timedelta = timedelta(hours=24),
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        adaptive_polling: bool = True,
         **kwargs: Any,
     ) -> None:
+        check_intervals(poll_interval, max_poll_interval)
         super().__init__(poke_interval=poll_interval, timeout=timeout, **kwargs)
         self.request_id = request_id
         self.output_uri = output_uri
@@ -65,13 +75,22 @@ class UpstageOCRSensor(BaseSensorOperator):
         self.document = document
         self.deferrable = deferrable
         self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.adaptive_polling = adaptive_polling
 
     def execute(self, context: Context) -> Any:
         # Hours of waiting must not end in a write that cannot succeed.
         check_output_writable(self.output_uri)
         if not self.deferrable:
             return super().execute(context)
-        trigger, backstop = waiting_trigger(self.request_id, self.conn_id, self.poll_interval, self.timeout)
+        trigger, backstop = waiting_trigger(
+            self.request_id,
+            self.conn_id,
+            self.poll_interval,
+            self.timeout,
+            max_poll_interval=self.max_poll_interval,
+            adaptive_polling=self.adaptive_polling,
+        )
         hook = UpstageOCRHook(self.conn_id)
         try:
             info = self._status(hook)

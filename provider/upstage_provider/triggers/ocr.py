@@ -1,7 +1,11 @@
 """Trigger that waits in the triggerer for an async Upstage request to finish.
 
 It holds no worker slot, serializes only primitives (never the key), and survives a triggerer
-restart: the deadline is an absolute epoch time, so a resumed trigger keeps the original one.
+restart: the deadline and the start of the wait are absolute epoch times, so a resumed trigger
+keeps the original deadline and polling schedule (:mod:`upstage_provider.polling`: the first
+status call ``poll_interval`` after the start, later ones following the request's progress or
+growing geometrically up to ``max_poll_interval``; ``adaptive_polling=False`` polls every
+``poll_interval``).
 
 An API outage does not end the wait: while the deadline allows, transient errors (5xx, 429,
 connection errors, anything unexpected) are polled through with a backoff of the trigger's own,
@@ -23,6 +27,7 @@ from upstage_provider.compat import AirflowNotFoundException
 from upstage_provider.events import EventStatus, OCREvent
 from upstage_provider.exceptions import UpstageConnectionError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
+from upstage_provider.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, Progress
 from upstage_provider.status import RequestInfo, RequestState
 
 # The event statuses as plain strings, importable here as before; ``EventStatus`` is their home.
@@ -73,8 +78,13 @@ class UpstageOCRTrigger(BaseTrigger):
 
     :param request_id: the async request to wait for.
     :param conn_id: the ``upstage`` connection.
-    :param poll_interval: seconds between status calls.
+    :param poll_interval: seconds before the first status call, and the shortest wait between two.
     :param deadline: absolute UNIX time after which the wait ends with a ``timeout`` event.
+    :param max_poll_interval: the longest wait between two status calls.
+    :param adaptive_polling: follow the request's progress (see :mod:`upstage_provider.polling`);
+        False polls every ``poll_interval``.
+    :param started_at: absolute UNIX time the wait began (the deferral), the schedule's anchor;
+        defaults to now.
     """
 
     def __init__(
@@ -83,12 +93,19 @@ class UpstageOCRTrigger(BaseTrigger):
         conn_id: str = UpstageOCRHook.default_conn_name,
         poll_interval: float = 10.0,
         deadline: float | None = None,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        adaptive_polling: bool = True,
+        started_at: float | None = None,
     ) -> None:
         super().__init__()
         self.request_id = request_id
         self.conn_id = conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = None if deadline is None else float(deadline)
+        self.max_poll_interval = float(max_poll_interval)
+        self.adaptive_polling = bool(adaptive_polling)
+        self.started_at = time.time() if started_at is None else float(started_at)
+        self._schedule()  # bad intervals fail here, at deferral, not in the triggerer
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -98,7 +115,18 @@ class UpstageOCRTrigger(BaseTrigger):
                 "conn_id": self.conn_id,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
+                "max_poll_interval": self.max_poll_interval,
+                "adaptive_polling": self.adaptive_polling,
+                "started_at": self.started_at,
             },
+        )
+
+    def _schedule(self) -> PollSchedule:
+        return PollSchedule(
+            self.poll_interval,
+            self.max_poll_interval,
+            started_at=self.started_at,
+            adaptive=self.adaptive_polling,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -107,6 +135,10 @@ class UpstageOCRTrigger(BaseTrigger):
     async def _wait(self, hook: UpstageOCRHook) -> OCREvent:
         last_progress = ""
         outage: _Outage | None = None
+        schedule = self._schedule()
+        first = schedule.first_wait(time.time())
+        if first > 0:  # a trigger rebuilt after that time polls at once
+            await self._sleep(first)
         while True:
             began = time.monotonic()
             try:
@@ -129,7 +161,7 @@ class UpstageOCRTrigger(BaseTrigger):
                 wait = outage.next_wait(self.poll_interval)
                 if outage.failed_polls == 1:
                     self._log_outage_start(message, wait, remaining)
-                await asyncio.sleep(wait if remaining is None else min(wait, remaining))
+                await self._sleep(wait)
                 continue
             if outage is not None:
                 self.log.info(
@@ -140,8 +172,14 @@ class UpstageOCRTrigger(BaseTrigger):
                 )
                 outage = None
             progress = info.progress()
+            pause = None if info.is_terminal else schedule.next_wait(time.time(), Progress.of(info))
             if progress != last_progress:
-                self.log.info("Upstage request %s: %s", self.request_id, progress)
+                self.log.info(
+                    "Upstage request %s: %s%s",
+                    self.request_id,
+                    progress,
+                    "" if pause is None else f"; next status call in {pause:.1f} s",
+                )
                 last_progress = progress
             failure = info.failure()
             if failure is not None:
@@ -158,9 +196,7 @@ class UpstageOCRTrigger(BaseTrigger):
                     f"request {self.request_id} did not finish before the sensor's timeout ({progress})",
                     info=info,
                 )
-            await asyncio.sleep(
-                self.poll_interval if remaining is None else min(self.poll_interval, remaining)
-            )
+            await self._sleep(schedule.poll_interval if pause is None else pause)
 
     async def _poll(self, hook: UpstageOCRHook, *, in_outage: bool) -> RequestInfo:
         """
@@ -190,6 +226,11 @@ class UpstageOCRTrigger(BaseTrigger):
             max(self.poll_interval, OUTAGE_BACKOFF_MAX),
             "with no deadline" if remaining is None else f"for up to {remaining:.0f} s more",
         )
+
+    async def _sleep(self, wait: float) -> None:
+        """Wait, but not past the deadline (every wait ends there)."""
+        remaining = self._remaining()
+        await asyncio.sleep(max(0.0, wait if remaining is None else min(wait, remaining)))
 
     def _remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.time()
