@@ -149,8 +149,8 @@ def _one_request_refusal(doc: Document) -> str:
         f"{doc.name}: {doc.page_count:,} pages and {doc.size:,} bytes is over what one async request "
         f"takes ({MAX_ASYNC_PAGES:,} pages, {MAX_FILE_BYTES // 2**20} MB), and UpstageOCRSubmitOperator "
         "submits one request per document; use UpstageOCROperator, which splits it into parts and "
-        "lands one Parquet set with pages 1..N, or pass split_long_documents=True to submit one request per part (the task then "
-        "returns a list)"
+        "lands one Parquet set with pages 1..N, or pass split_long_documents=True to submit one "
+        "request per part (the task then returns a list)"
     )
 
 
