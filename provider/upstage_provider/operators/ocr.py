@@ -145,12 +145,15 @@ class UpstageOCRSubmitOperator(BaseOperator):
 
 
 def _one_request_refusal(doc: Document) -> str:
+    pages = doc.page_count or 0
+    if pages > MAX_ASYNC_PAGES:
+        over = f"{pages:,} pages is over the async limit of {MAX_ASYNC_PAGES:,} pages"
+    else:
+        over = f"{doc.size:,} bytes is over the API's {MAX_FILE_BYTES // 2**20} MB limit per file"
     return (
-        f"{doc.name}: {doc.page_count:,} pages and {doc.size:,} bytes is over what one async request "
-        f"takes ({MAX_ASYNC_PAGES:,} pages, {MAX_FILE_BYTES // 2**20} MB), and UpstageOCRSubmitOperator "
-        "submits one request per document; use UpstageOCROperator, which splits it into parts and "
-        "lands one Parquet set with pages 1..N, or pass split_long_documents=True to submit one "
-        "request per part (the task then returns a list)"
+        f"{doc.name}: {over}, and UpstageOCRSubmitOperator submits one request per document; use "
+        "UpstageOCROperator, which splits it into parts and lands one Parquet set with pages 1..N, "
+        "or pass split_long_documents=True to submit one request per part (the task then returns a list)"
     )
 
 
