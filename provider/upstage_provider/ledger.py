@@ -152,8 +152,8 @@ class Ledger:
         *,
         part: str = "",
     ) -> None:
-        # ``part`` keys one part of a split document (its index and page range; the part's own
-        # hash is ``document_sha256``): two parts with identical bytes are still two submissions.
+        # ``part`` keys one part of a split document (its index and page range) under the whole
+        # document's hash: a part's own bytes differ from one split to the next (a PDF's /ID).
         what = f"{document_sha256}|{model}" + (f"|{part}" if part else "")
         ask = hashlib.sha256(what.encode()).hexdigest()[:32]
         state = context.get("task_state_store")
@@ -187,7 +187,8 @@ class Ledger:
         return entry
 
     def mark_pending(self, doc: Document, uri: str) -> Submission:
-        entry = Submission(uri, doc.sha256, self.model, doc.page_count, doc.size, time.time())
+        # The ledger's own hash: a split document's part is recorded under the whole document's.
+        entry = Submission(uri, self.document_sha256, self.model, doc.page_count, doc.size, time.time())
         self._store.set(entry.to_json())
         return entry
 

@@ -2,8 +2,10 @@
 
 A PDF or TIFF over the async limits is cut into parts by :mod:`upstage_provider.documents.split`.
 Each part is submitted as a request of its own, through the submission ledger when a task
-context is at hand, keyed per part (its index, page range and content hash), so that a retried
-task reattaches to every part an earlier try submitted and pays only for the ones it did not.
+context is at hand, keyed per part: the whole document's hash, the part's index and page range
+(not the part's bytes, which differ from one split to the next: PDFium gives every new PDF a new
+``/ID``), so that a retried task reattaches to every part an earlier try submitted and pays only
+for the ones it did not.
 Once every part has completed, their batches land as one words/pages Parquet set for the whole
 document, written in one go (``parquet.write_ocr_parquet``): the pages of part *k* are shifted
 by its first page, so the set holds document pages 1..N, each row with its part's request id.
@@ -49,7 +51,7 @@ class PartRequest:
     page_count: int
     document: str  # the whole document's name, for messages
     document_uri: str  # the part's: ``<document uri>#pages=<first>-<last>``
-    document_sha256: str  # the part's content hash
+    document_sha256: str  # the whole document's content hash
 
     @property
     def last_page(self) -> int:
@@ -80,16 +82,46 @@ class PartRequest:
 
 def part_ledger(
     context: Mapping[str, Any],
+    document_sha256: str,
     part: DocumentPart | PartRequest,
     model: str,
     retention: timedelta = DEFAULT_RETENTION,
 ) -> Ledger:
-    """The ledger entry of one part: its own hash, keyed by its index and page range too."""
+    """The ledger entry of one part: the whole document's hash, with the part's index and range."""
     if isinstance(part, DocumentPart):
-        sha, key = part.document.sha256, f"{part.index}/{part.count}|{part.first_page}-{part.last_page}"
+        key = f"{part.index}/{part.count}|{part.first_page}-{part.last_page}"
     else:
-        sha, key = part.document_sha256, f"{part.part}/{part.parts}|{part.first_page}-{part.last_page}"
-    return Ledger(context, sha, model, retention, part=key)
+        key = f"{part.part}/{part.parts}|{part.first_page}-{part.last_page}"
+    return Ledger(context, document_sha256, model, retention, part=key)
+
+
+def recorded_parts(
+    doc: Document, parts: Sequence[DocumentPart], ledger_for: Callable[[DocumentPart], Ledger]
+) -> list[PartRequest] | None:
+    """The parts' requests as this task instance's ledger has them; None unless every part has one.
+
+    What a task resumed from a deferral waits on, without a call to the API (nor paying again).
+    """
+    out = []
+    for part in parts:
+        entry = ledger_for(part).read()
+        if entry is None or entry.request_id is None:
+            return None
+        out.append(_request(doc, part, str(entry.request_id)))
+    return out
+
+
+def _request(doc: Document, part: DocumentPart, request_id: str) -> PartRequest:
+    return PartRequest(
+        request_id,
+        part.index,
+        part.count,
+        part.first_page,
+        part.page_count,
+        doc.name,
+        part.document.uri,
+        doc.sha256,
+    )
 
 
 def submit_parts(
@@ -108,8 +140,7 @@ def submit_parts(
     """
     out = []
     for part in parts:
-        request = PartRequest("", part.index, part.count, part.first_page, part.page_count, doc.name,
-                              part.document.uri, part.document.sha256)  # fmt: skip
+        request = _request(doc, part, "")
         try:
             if ledger_for is None:
                 request_id, reattached = hook.submit(part.document, model=model), False

@@ -25,7 +25,14 @@ from upstage_provider.ledger import (
 )
 from upstage_provider.locations import check_output_writable, read_valid_document
 from upstage_provider.parquet import DocumentMeta
-from upstage_provider.parts import PartRequest, check_parts, land_parts, part_ledger, submit_parts
+from upstage_provider.parts import (
+    PartRequest,
+    check_parts,
+    land_parts,
+    part_ledger,
+    recorded_parts,
+    submit_parts,
+)
 from upstage_provider.runtime import waiting_trigger
 from upstage_provider.status import RequestInfo
 
@@ -117,13 +124,13 @@ class UpstageOCRSubmitOperator(BaseOperator):
                 doc,
                 parts,
                 model=self.model,
-                ledger_for=lambda part: part_ledger(context, part, self.model),
+                ledger_for=lambda part: part_ledger(context, doc.sha256, part, self.model),
                 reattach_unrecorded=self.reattach_unrecorded,
             )
         except UpstageError as exc:
             if failed_for_good(context, exc):
                 for part in parts:
-                    part_ledger(context, part, self.model).forget_if_variable()
+                    part_ledger(context, doc.sha256, part, self.model).forget_if_variable()
             raise airflow_error(exc) from None
         finally:
             hook.close()
@@ -135,7 +142,7 @@ class UpstageOCRSubmitOperator(BaseOperator):
                 "document_sha256": r.document_sha256,
                 "model": self.model,
                 "pages": r.page_count,
-                "ledger_variable": part_ledger(context, r, self.model).variable_key,
+                "ledger_variable": part_ledger(context, doc.sha256, r, self.model).variable_key,
                 "first_page": r.first_page,
             }
             for r in requests
@@ -331,32 +338,65 @@ class UpstageOCROperator(BaseOperator):
         parts = _split(doc)
         check_output_writable(self.output_uri)
         self.log.info(
-            "%s: %s pages, %s bytes: over the async limits, split into %d parts (%s)",
+            "%s: %s pages, %s bytes: over the async limits, split into %d parts (pages %s)",
             self.document,
             doc.page_count,
             f"{doc.size:,}",
             len(parts),
             ", ".join(f"{p.first_page}-{p.last_page}" for p in parts),
         )
-        deadline = time.time() + self.timeout
-        hook = UpstageOCRHook(self.conn_id)
+        return self._run_parts(context, doc, parts, time.time() + self.timeout, resumed=False)
+
+    def execute_parts_complete(
+        self, context: Context, event: dict[str, Any], deadline: float | None = None
+    ) -> dict[str, Any] | None:
+        """Back from waiting on one part: on to the next part still running, or land them all.
+
+        The parts are found again from the document and the ledger (split again, no API call),
+        not from the deferral's kwargs: ``dag.test()`` drops those when it resumes a task.
+        """
+        doc = read_valid_document(self.document, None)
+        parts = _split(doc)
         try:
-            requests = submit_parts(
-                hook,
-                doc,
-                parts,
-                model=self.model,
-                ledger_for=lambda part: part_ledger(context, part, self.model, self._retention()),
-                reattach_unrecorded=self.reattach_unrecorded,
-            )
-            return self._wait_parts(hook, context, doc.sha256, requests, deadline)
+            raise_for_event(event)
+        except AirflowException as exc:
+            recorded = recorded_parts(doc, parts, lambda part: self._part_ledger(context, doc.sha256, part))
+            failed = next((r for r in recorded or [] if r.request_id == event.get("request_id")), None)
+            if isinstance(exc, AirflowFailException):
+                self._forget_parts(context, doc.sha256, parts)
+            label = failed.label if failed is not None else f"a part of {self.document}"
+            raise type(exc)(f"{label} failed: {exc}") from None
+        return self._run_parts(context, doc, parts, deadline or time.time() + self.timeout, resumed=True)
+
+    def _run_parts(
+        self, context: Context, doc: Document, parts: list[DocumentPart], deadline: float, *, resumed: bool
+    ) -> dict[str, Any] | None:
+        """Submit the parts (or, resumed, take them from the ledger), wait for them, land them."""
+        hook = UpstageOCRHook(self.conn_id)
+
+        def ledger_for(part: DocumentPart) -> Ledger:
+            return self._part_ledger(context, doc.sha256, part)
+
+        try:
+            requests = recorded_parts(doc, parts, ledger_for) if resumed else None
+            if requests is None:
+                requests = submit_parts(
+                    hook,
+                    doc,
+                    parts,
+                    model=self.model,
+                    ledger_for=ledger_for,
+                    reattach_unrecorded=self.reattach_unrecorded,
+                )
+            summary = self._wait_parts(hook, context, doc.sha256, requests, deadline)
         except UpstageError as exc:
             if failed_for_good(context, exc):
-                for part in parts:
-                    part_ledger(context, part, self.model, self._retention()).forget_if_variable()
+                self._forget_parts(context, doc.sha256, parts)
             raise airflow_error(exc) from None
         finally:
             hook.close()
+        self._forget_parts(context, doc.sha256, parts)
+        return summary
 
     def _wait_parts(
         self,
@@ -378,11 +418,7 @@ class UpstageOCROperator(BaseOperator):
                 self.defer(
                     trigger=trigger,
                     method_name="execute_parts_complete",
-                    kwargs={
-                        "document_sha256": sha256,
-                        "parts": [r.to_json() for r in requests],
-                        "deadline": deadline,
-                    },
+                    kwargs={"deadline": deadline},
                     timeout=backstop,
                 )
             if time.time() > deadline:
@@ -392,7 +428,7 @@ class UpstageOCROperator(BaseOperator):
                 )
             self.log.info("%s: %s", pending.label, known[pending.request_id].progress())
             time.sleep(self.poll_interval)
-        summary = land_parts(
+        return land_parts(
             hook,
             requests,
             known,
@@ -402,37 +438,10 @@ class UpstageOCROperator(BaseOperator):
             context=context,
             outlets=self.outlets,
         )
-        self._forget_parts(context, requests)
-        return summary
 
-    def execute_parts_complete(
-        self,
-        context: Context,
-        event: dict[str, Any],
-        document_sha256: str = "",
-        parts: list[dict[str, Any]] | None = None,
-        deadline: float = 0.0,
-    ) -> dict[str, Any]:
-        """Back from waiting on one part: on to the next part still running, or land them all."""
-        requests = [PartRequest.from_json(p) for p in parts or []]
-        try:
-            raise_for_event(event)
-        except AirflowException as exc:
-            failed = next((r for r in requests if r.request_id == event.get("request_id")), None)
-            if isinstance(exc, AirflowFailException):
-                self._forget_parts(context, requests)
-            label = failed.label if failed is not None else f"a part of {self.document}"
-            raise type(exc)(f"{label} failed: {exc}") from None
-        hook = UpstageOCRHook(self.conn_id)
-        try:
-            return self._wait_parts(hook, context, document_sha256, requests, deadline)
-        except UpstageError as exc:
-            if failed_for_good(context, exc):
-                self._forget_parts(context, requests)
-            raise airflow_error(exc) from None
-        finally:
-            hook.close()
+    def _part_ledger(self, context: Context, sha256: str, part: DocumentPart | PartRequest) -> Ledger:
+        return part_ledger(context, sha256, part, self.model, self._retention())
 
-    def _forget_parts(self, context: Context, requests: list[PartRequest]) -> None:
-        for request in requests:
-            part_ledger(context, request, self.model, self._retention()).forget_if_variable()
+    def _forget_parts(self, context: Context, sha256: str, parts: list[DocumentPart]) -> None:
+        for part in parts:
+            self._part_ledger(context, sha256, part).forget_if_variable()
