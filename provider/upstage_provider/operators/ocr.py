@@ -379,6 +379,13 @@ class UpstageOCROperator(BaseOperator):
 
         try:
             requests = recorded_parts(doc, parts, ledger_for) if resumed else None
+            if resumed and requests is None:
+                # Never submitted from a resumption: a document changed while its parts were under
+                # way (or a ledger that lost them) must not be paid for on every resumption.
+                raise AirflowException(
+                    f"{self.document}: the ledger no longer has a request for every part submitted "
+                    "before deferring (was the document replaced meanwhile?); a retry submits anew"
+                )
             if requests is None:
                 requests = submit_parts(
                     hook,
