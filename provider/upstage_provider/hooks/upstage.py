@@ -360,19 +360,22 @@ class UpstageOCRHook(BaseHook):
         )
         return request_id
 
-    def submit_parts(self, document: DocumentSource, model: str = "ocr") -> list[PartRequest]:
+    def submit_parts(
+        self, document: DocumentSource, model: str = "ocr", *, name: str | None = None
+    ) -> list[PartRequest]:
         """
         Submit a PDF or TIFF of any length: one async request per part that fits the limits.
 
         The parts are :func:`~upstage_provider.documents.split.split_document`'s (a document that
         fits is one part); each :class:`~upstage_provider.parts.PartRequest` names its request
         and document page range. No ledger here: the operators add it, so that a retried task
-        reattaches to its parts (:mod:`upstage_provider.parts`).
+        reattaches to its parts (:mod:`upstage_provider.parts`). ``name`` is for bytes, as in
+        :func:`~upstage_provider.documents.load_document`.
         """
         from upstage_provider.documents.split import split_document
         from upstage_provider.parts import submit_parts
 
-        doc = document if isinstance(document, Document) else load_document(document)
+        doc = document if isinstance(document, Document) else load_document(document, name=name)
         return submit_parts(self, doc, split_document(doc), model=model)
 
     def get_request(self, request_id: str) -> RequestInfo:
