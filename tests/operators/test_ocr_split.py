@@ -18,16 +18,19 @@ import pyarrow.dataset as pads
 import pytest
 from PIL import Image
 
-from tests.emulator_fixtures import WORDS_PER_PAGE
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from tests.fault_proxy import FaultProxy, Rule
 from upstage_provider.documents import MAX_ASYNC_PAGES, MAX_FILE_BYTES, PDFIUM_LOCK
 from upstage_provider.emulator import limits as emulator_limits
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
+from upstage_provider.emulator.synthetic import SyntheticEngine
 
 DAGS = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 SUBMIT = "/v1/document-digitization/async"
+#: Thousands of pages stay quick with few words a page and batches of 100 pages.
+WORDS_PER_PAGE = 4
+BATCH_SIZE = 100
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,17 @@ def airflow_db() -> None:
 
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+@pytest.fixture
+def emulator(make_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
+    return fast_emulator(make_emulator)
+
+
+def fast_emulator(
+    make_emulator: Callable[..., EmulatorServer], faults: FaultConfig | None = None
+) -> EmulatorServer:
+    return make_emulator(faults, batch_size=BATCH_SIZE, engine=SyntheticEngine(words_per_page=WORDS_PER_PAGE))
 
 
 def load_dag(dag_id: str) -> Any:
@@ -175,8 +189,8 @@ def test_a_failed_part_fails_the_task_with_its_page_range_and_lands_nothing(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Batch 70 exists in part 1 (100 batches of 10 pages) but not in part 2 (50 batches).
-    server = make_emulator(FaultConfig(fail_batches=(70,)))
+    # Batch 7 exists in part 1 (10 batches of 100 pages) but not in part 2 (5 batches).
+    server = fast_emulator(make_emulator, FaultConfig(fail_batches=(7,)))
     connect(server.url, conn_id="upstage_split")
     done = run("upstage_split_one_task", make_pdf(1500), "scan.pdf")
     assert done.state == "failed"
@@ -286,7 +300,7 @@ def test_a_tiff_of_1001_frames_lands_every_frame_once(
     frames = [Image.new("1", (200 + i % 3, 300), 1) for i in range(1001)]
     buffer = io.BytesIO()
     frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:], compression="group4")
-    done = run("upstage_split_one_task", buffer.getvalue(), "fax.tiff")
+    done = run("upstage_split_one_task", buffer.getvalue(), "fax.tiff", DEFERRABLE="0")
     assert done.state == "success"
     assert emulator.stats()["submissions"] == 2
     assert_landed_once(tmp_path, 1001, parts=2)
