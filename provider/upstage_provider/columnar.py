@@ -75,6 +75,8 @@ class OCRBatch:
     billed_pages: int | None
     fast: bool = False
     page_ids: PageIds | None = None  # as ``OCRResult.page_ids``
+    #: The request this batch came from, when it is not the document's one (a split document's part).
+    request_id: str | None = None
 
     @property
     def page_count(self) -> int:

@@ -177,6 +177,19 @@ class RequestFailedError(UpstageAPIError):
         self.message = message
 
 
+class DocumentPartError(UpstageError):
+    """One part of a split document failed (its submission, its request or its results).
+
+    The message names the part and its document page range; ``cause`` is the part's own error,
+    whose ``permanent`` this error takes over.
+    """
+
+    def __init__(self, message: str, *, cause: UpstageError | None = None, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.permanent = cause.permanent if cause is not None else permanent
+
+
 # --- writing results -------------------------------------------------------------------------
 
 

@@ -141,7 +141,7 @@ def delete_variable(key: str) -> None:
 
 
 class Ledger:
-    """The ledger entry of one task instance for one document and model."""
+    """The ledger entry of one task instance for one document (or one part of it) and model."""
 
     def __init__(
         self,
@@ -149,8 +149,13 @@ class Ledger:
         document_sha256: str,
         model: str,
         retention: timedelta = DEFAULT_RETENTION,
+        *,
+        part: str = "",
     ) -> None:
-        ask = hashlib.sha256(f"{document_sha256}|{model}".encode()).hexdigest()[:32]
+        # ``part`` keys one part of a split document (its index and page range) under the whole
+        # document's hash: a part's own bytes differ from one split to the next (a PDF's /ID).
+        what = f"{document_sha256}|{model}" + (f"|{part}" if part else "")
+        ask = hashlib.sha256(what.encode()).hexdigest()[:32]
         state = context.get("task_state_store")
         self._store: _Store
         if state is not None:
@@ -182,7 +187,8 @@ class Ledger:
         return entry
 
     def mark_pending(self, doc: Document, uri: str) -> Submission:
-        entry = Submission(uri, doc.sha256, self.model, doc.page_count, doc.size, time.time())
+        # The ledger's own hash: a split document's part is recorded under the whole document's.
+        entry = Submission(uri, self.document_sha256, self.model, doc.page_count, doc.size, time.time())
         self._store.set(entry.to_json())
         return entry
 

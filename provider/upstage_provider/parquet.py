@@ -181,7 +181,7 @@ def _with_document(
     document = {
         "document_uri": _constant(meta.document_uri, pa.string(), length),
         "document_sha256": _constant(meta.document_sha256, pa.string(), length),
-        "request_id": _constant(meta.request_id, pa.string(), length),
+        "request_id": _constant(batch.request_id or meta.request_id, pa.string(), length),
         "model_version": _constant(batch.model_version, pa.string(), length),
         "processed_at": _constant(stamp, _TIMESTAMP, length),
     }

@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from upstage_provider.api_errors import connection_error, json_object, status_error
 from upstage_provider.api_errors import json_or_none as _json_or_none
 from upstage_provider.columnar import OCRBatch, parse_ocr_batch
-from upstage_provider.documents import Document, prepare_document, validate_document
+from upstage_provider.documents import Document, load_document, prepare_document, validate_document
 from upstage_provider.exceptions import (
     InvalidRequestIdError,
     MalformedResponseError,
@@ -50,6 +50,8 @@ from upstage_provider.status import RequestInfo
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+    from upstage_provider.parts import PartRequest
 
 _Parsed = TypeVar("_Parsed", OCRResult, OCRBatch, ParsedBatch)
 
@@ -357,6 +359,24 @@ class UpstageOCRHook(BaseHook):
             request_id,
         )
         return request_id
+
+    def submit_parts(
+        self, document: DocumentSource, model: str = "ocr", *, name: str | None = None
+    ) -> list[PartRequest]:
+        """
+        Submit a PDF or TIFF of any length: one async request per part that fits the limits.
+
+        The parts are :func:`~upstage_provider.documents.split.split_document`'s (a document that
+        fits is one part); each :class:`~upstage_provider.parts.PartRequest` names its request
+        and document page range. No ledger here: the operators add it, so that a retried task
+        reattaches to its parts (:mod:`upstage_provider.parts`). ``name`` is for bytes, as in
+        :func:`~upstage_provider.documents.load_document`.
+        """
+        from upstage_provider.documents.split import split_document
+        from upstage_provider.parts import submit_parts
+
+        doc = document if isinstance(document, Document) else load_document(document, name=name)
+        return submit_parts(self, doc, split_document(doc), model=model)
 
     def get_request(self, request_id: str) -> RequestInfo:
         """The status of an async request, with fresh download URLs for its completed batches."""

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 
 from upstage_provider.compat import AirflowException, AirflowFailException, conf
-from upstage_provider.documents import MAX_SYNC_PAGES, Document
+from upstage_provider.documents import MAX_ASYNC_PAGES, MAX_FILE_BYTES, MAX_SYNC_PAGES, Document
+from upstage_provider.documents.split import DocumentPart, needs_split, split_document
 from upstage_provider.events import airflow_error, failed_for_good, raise_for_event
-from upstage_provider.exceptions import UpstageError
+from upstage_provider.exceptions import DocumentError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.landing import land, land_request
 from upstage_provider.ledger import (
@@ -24,6 +25,14 @@ from upstage_provider.ledger import (
 )
 from upstage_provider.locations import check_output_writable, read_valid_document
 from upstage_provider.parquet import DocumentMeta
+from upstage_provider.parts import (
+    PartRequest,
+    check_parts,
+    land_parts,
+    part_ledger,
+    recorded_parts,
+    submit_parts,
+)
 from upstage_provider.polling import DEFAULT_MAX_POLL_INTERVAL, check_intervals
 from upstage_provider.runtime import waiting_trigger
 from upstage_provider.status import RequestInfo
@@ -44,6 +53,10 @@ class UpstageOCRSubmitOperator(BaseOperator):
     (:mod:`upstage_provider.ledger`): the task state store on Airflow 3.3, Variables before.
     The document's URI and SHA-256 go to XCom (key ``upstage_document``) for the sensor.
 
+    One document, one request: a PDF or TIFF over the async limits (1,000 pages, 50 MB) is
+    refused before any API call, with a message that points to :class:`UpstageOCROperator`
+    (which splits it and lands one Parquet set), unless ``split_long_documents=True``.
+
     :param document: local path or object-storage URI (``s3://``, ``gs://``, ``file://``, ...).
     :param conn_id: the ``upstage`` connection.
     :param model: ``ocr`` or a pinned model version.
@@ -52,6 +65,13 @@ class UpstageOCRSubmitOperator(BaseOperator):
         every page's size and the time of the upload, instead of submitting again. Off by
         default: the API cannot prove such a request is this document's, and landing another
         document's words is worse than paying twice.
+    :param split_long_documents: split a PDF or TIFF over the async limits into parts and submit
+        one request per part (each reattached on a retry). The task then returns a list, for a
+        document of any length: one ``PartRequest.to_json()`` dict per part, in page order,
+        ``{"request_id", "part", "parts", "first_page", "page_count", "document",
+        "document_uri", "document_sha256"}``. Each part is a document of its own to
+        ``UpstageOCRSensor`` (expand it over the request ids): it lands under the part's URI
+        (``<uri>#pages=1001-2000``) with pages numbered within the part.
     """
 
     template_fields: Sequence[str] = ("document", "conn_id", "model")
@@ -64,6 +84,7 @@ class UpstageOCRSubmitOperator(BaseOperator):
         conn_id: str = UpstageOCRHook.default_conn_name,
         model: str = "ocr",
         reattach_unrecorded: bool = False,
+        split_long_documents: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,9 +92,15 @@ class UpstageOCRSubmitOperator(BaseOperator):
         self.conn_id = conn_id
         self.model = model
         self.reattach_unrecorded = reattach_unrecorded
+        self.split_long_documents = split_long_documents
 
-    def execute(self, context: Context) -> str:
-        doc = read_valid_document(self.document, "async")
+    def execute(self, context: Context) -> str | list[dict[str, Any]]:
+        doc = read_valid_document(self.document, None)
+        if needs_split(doc) and not self.split_long_documents:
+            raise AirflowFailException(_one_request_refusal(doc))
+        if self.split_long_documents:
+            return self._submit_parts(context, doc)
+        doc = read_valid_document(doc, "async")
         hook = UpstageOCRHook(self.conn_id)
         ledger = Ledger(context, doc.sha256, self.model)
         try:
@@ -89,6 +116,62 @@ class UpstageOCRSubmitOperator(BaseOperator):
         context["ti"].xcom_push(key=DOCUMENT_XCOM_KEY, value=document_handoff(entry, ledger.variable_key))
         return str(entry.request_id)
 
+    def _submit_parts(self, context: Context, doc: Document) -> list[dict[str, Any]]:
+        parts = _split(doc)
+        hook = UpstageOCRHook(self.conn_id)
+        try:
+            requests = submit_parts(
+                hook,
+                doc,
+                parts,
+                model=self.model,
+                ledger_for=lambda part: part_ledger(context, doc.sha256, part, self.model),
+                reattach_unrecorded=self.reattach_unrecorded,
+            )
+        except UpstageError as exc:
+            if failed_for_good(context, exc):
+                for part in parts:
+                    part_ledger(context, doc.sha256, part, self.model).forget_if_variable()
+            raise airflow_error(exc) from None
+        finally:
+            hook.close()
+        # One handoff per part (the sensor finds its own by request id), each naming the part.
+        handoffs = [
+            {
+                "request_id": r.request_id,
+                "document_uri": r.document_uri,
+                "document_sha256": r.document_sha256,
+                "model": self.model,
+                "pages": r.page_count,
+                "ledger_variable": part_ledger(context, doc.sha256, r, self.model).variable_key,
+                "first_page": r.first_page,
+            }
+            for r in requests
+        ]
+        context["ti"].xcom_push(key=DOCUMENT_XCOM_KEY, value=handoffs)
+        return [r.to_json() for r in requests]
+
+
+def _one_request_refusal(doc: Document) -> str:
+    pages = doc.page_count or 0
+    if pages > MAX_ASYNC_PAGES:
+        over = f"{pages:,} pages is over the async limit of {MAX_ASYNC_PAGES:,} pages"
+    else:
+        over = f"{doc.size:,} bytes is over the API's {MAX_FILE_BYTES // 2**20} MB limit per file"
+    return (
+        f"{doc.name}: {over}, and UpstageOCRSubmitOperator submits one request per document; use "
+        "UpstageOCROperator, which splits it into parts and lands one Parquet set with pages 1..N, "
+        "or pass split_long_documents=True to submit one request per part (the task then returns a list)"
+    )
+
+
+def _split(doc: Document) -> list[DocumentPart]:
+    """Parts that each fit the async limits; a document that cannot be split fails for good."""
+    try:
+        return split_document(doc)
+    except DocumentError as exc:
+        raise AirflowFailException(str(exc)) from None
+
 
 class UpstageOCROperator(BaseOperator):
     """
@@ -98,6 +181,14 @@ class UpstageOCROperator(BaseOperator):
     office formats, whose pages cannot be counted before upload), deferring while it waits
     when ``deferrable``. Writes the same files and returns the same summary as
     :class:`~upstage_provider.sensors.ocr.UpstageOCRSensor`.
+
+    A PDF or TIFF over the async limits (1,000 pages or 50 MB) is split into parts that fit
+    (:mod:`upstage_provider.parts`): one async request per part, each in the submission ledger
+    (a retry reattaches to every part already submitted), waited for one after another (deferring
+    on each part still running), then landed as one Parquet set with document pages 1..N. Its
+    summary's ``request_id`` joins the parts' ids with commas, and ``parts`` lists
+    ``{"request_id", "first_page", "page_count"}``. A failed part fails the task with the part's
+    page range in the message.
 
     :param document: local path or object-storage URI.
     :param output_uri: folder (local path or URI) that receives ``words/`` and ``pages/``.
@@ -151,6 +242,8 @@ class UpstageOCROperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any] | None:
         doc = read_valid_document(self.document, None)
         path = self._path_for(doc)
+        if path == "async" and needs_split(doc):
+            return self._execute_parts(context, doc)
         read_valid_document(doc, path)
         check_output_writable(self.output_uri)
         self.log.info("%s: %s pages, %s path", self.document, doc.page_count or "?", path)
@@ -179,14 +272,17 @@ class UpstageOCROperator(BaseOperator):
             hook.close()
 
     def _ledger(self, context: Context, sha256: str) -> Ledger:
+        return Ledger(context, sha256, self.model, retention=self._retention())
+
+    def _retention(self) -> timedelta:
         # The entry must outlive the wait (and the task's retries) to be of use to a retry.
         wait = timedelta(seconds=self.timeout) + (self.retries or 0) * self.retry_delay
-        return Ledger(context, sha256, self.model, retention=max(DEFAULT_RETENTION, 2 * wait))
+        return max(DEFAULT_RETENTION, 2 * wait)
 
     def _path_for(self, doc: Document) -> Literal["sync", "async"]:
         if self.mode != "auto":
             return self.mode
-        if doc.page_count is None or doc.page_count > MAX_SYNC_PAGES:
+        if doc.page_count is None or doc.page_count > MAX_SYNC_PAGES or needs_split(doc):
             return "async"
         return "sync"
 
@@ -251,3 +347,129 @@ class UpstageOCROperator(BaseOperator):
             raise
         ledger.forget_if_variable()
         return summary
+
+    # --- a document split into parts (over 1,000 pages or 50 MB) --------------------------------------
+
+    def _execute_parts(self, context: Context, doc: Document) -> dict[str, Any] | None:
+        parts = _split(doc)
+        check_output_writable(self.output_uri)
+        self.log.info(
+            "%s: %s pages, %s bytes: over the async limits, split into %d parts (pages %s)",
+            self.document,
+            doc.page_count,
+            f"{doc.size:,}",
+            len(parts),
+            ", ".join(f"{p.first_page}-{p.last_page}" for p in parts),
+        )
+        return self._run_parts(context, doc, parts, time.time() + self.timeout, resumed=False)
+
+    def execute_parts_complete(
+        self, context: Context, event: dict[str, Any], deadline: float | None = None
+    ) -> dict[str, Any] | None:
+        """Back from waiting on one part: on to the next part still running, or land them all.
+
+        The parts are found again from the document and the ledger (split again, no API call),
+        not from the deferral's kwargs: ``dag.test()`` drops those when it resumes a task.
+        """
+        doc = read_valid_document(self.document, None)
+        parts = _split(doc)
+        try:
+            raise_for_event(event)
+        except AirflowException as exc:
+            recorded = recorded_parts(doc, parts, lambda part: self._part_ledger(context, doc.sha256, part))
+            failed = next((r for r in recorded or [] if r.request_id == event.get("request_id")), None)
+            if isinstance(exc, AirflowFailException):
+                self._forget_parts(context, doc.sha256, parts)
+            label = failed.label if failed is not None else f"a part of {self.document}"
+            raise type(exc)(f"{label} failed: {exc}") from None
+        return self._run_parts(context, doc, parts, deadline or time.time() + self.timeout, resumed=True)
+
+    def _run_parts(
+        self, context: Context, doc: Document, parts: list[DocumentPart], deadline: float, *, resumed: bool
+    ) -> dict[str, Any] | None:
+        """Submit the parts (or, resumed, take them from the ledger), wait for them, land them."""
+        hook = UpstageOCRHook(self.conn_id)
+
+        def ledger_for(part: DocumentPart) -> Ledger:
+            return self._part_ledger(context, doc.sha256, part)
+
+        try:
+            requests = recorded_parts(doc, parts, ledger_for) if resumed else None
+            if resumed and requests is None:
+                # Never submitted from a resumption: a document changed while its parts were under
+                # way (or a ledger that lost them) must not be paid for on every resumption.
+                raise AirflowException(
+                    f"{self.document}: the ledger no longer has a request for every part submitted "
+                    "before deferring (was the document replaced meanwhile?); a retry submits anew"
+                )
+            if requests is None:
+                requests = submit_parts(
+                    hook,
+                    doc,
+                    parts,
+                    model=self.model,
+                    ledger_for=ledger_for,
+                    reattach_unrecorded=self.reattach_unrecorded,
+                )
+            summary = self._wait_parts(hook, context, doc.sha256, requests, deadline)
+        except UpstageError as exc:
+            if failed_for_good(context, exc):
+                self._forget_parts(context, doc.sha256, parts)
+            raise airflow_error(exc) from None
+        finally:
+            hook.close()
+        self._forget_parts(context, doc.sha256, parts)
+        return summary
+
+    def _wait_parts(
+        self,
+        hook: UpstageOCRHook,
+        context: Context,
+        sha256: str,
+        requests: list[PartRequest],
+        deadline: float,
+    ) -> dict[str, Any]:
+        """Wait for the parts one after another (deferring on each still running), then land them."""
+        known: dict[str, RequestInfo] = {}
+        while (pending := check_parts(hook, requests, known)) is not None:
+            if self.deferrable:
+                remaining = max(0.0, deadline - time.time())
+                trigger, backstop = waiting_trigger(
+                    pending.request_id,
+                    self.conn_id,
+                    self.poll_interval,
+                    remaining,
+                    max_poll_interval=self.max_poll_interval,
+                    adaptive_polling=self.adaptive_polling,
+                )
+                self.log.info("%s: request %s still running; deferring", pending.label, pending.request_id)
+                self.defer(
+                    trigger=trigger,
+                    method_name="execute_parts_complete",
+                    kwargs={"deadline": deadline},
+                    timeout=backstop,
+                )
+            if time.time() > deadline:
+                raise AirflowException(
+                    f"{pending.label}: Upstage request {pending.request_id} did not finish "
+                    f"in {self.timeout:.0f} s"
+                )
+            self.log.info("%s: %s", pending.label, known[pending.request_id].progress())
+            time.sleep(self.poll_interval)
+        return land_parts(
+            hook,
+            requests,
+            known,
+            document_uri=str(self.document),
+            document_sha256=sha256,
+            output_uri=self.output_uri,
+            context=context,
+            outlets=self.outlets,
+        )
+
+    def _part_ledger(self, context: Context, sha256: str, part: DocumentPart | PartRequest) -> Ledger:
+        return part_ledger(context, sha256, part, self.model, self._retention())
+
+    def _forget_parts(self, context: Context, sha256: str, parts: list[DocumentPart]) -> None:
+        for part in parts:
+            self._part_ledger(context, sha256, part).forget_if_variable()
