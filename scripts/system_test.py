@@ -11,7 +11,10 @@
 3. run 2: the same, but SIGKILLs the triggerer's process group while triggers are waiting and
    starts a new one; the run must still succeed with no duplicate rows and exactly one submission
    per document (emulator stats);
-4. stops everything by process group (SIGTERM, wait, SIGKILL) and PostgreSQL, also on failure,
+4. with ``--executor celery`` or ``both`` (the default), stops those services and runs the
+   CeleryExecutor run of ``system_test_celery`` (Redis, two Celery workers, one SIGKILLed and
+   replaced, documents and Parquet on S3 through moto);
+5. stops everything by process group (SIGTERM, wait, SIGKILL) and PostgreSQL, also on failure,
    and prints a summary with timings. Exit code 0 means PASS.
 
 See docs/system-test.md.
@@ -47,6 +50,7 @@ DAG_ID = "upstage_ocr_ingest"
 # The sensor of each document's chain (the mapped task group ocr_document); map index i is the
 # i-th document the DAG found.
 SENSOR_TASK_ID = "ocr_document.wait_and_land"
+SUBMIT_TASK_ID = "ocr_document.submit"
 EMULATOR_KEY = "system-test-key-not-a-secret"
 LATENCY_PER_PAGE = 0.3
 GENERATED_PAGES = (12, 18, 24, 30)  # distinct counts: distinct documents
@@ -111,13 +115,26 @@ class Context:
     triggerer_jobs_seen: set[str] = field(default_factory=set)
     triggerer_jobs_before: set[str] = field(default_factory=set)
     checks: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # the Celery run's addresses and directories
 
 
 # ---------------------------------------------------------------------------------------------
 # main
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    import system_test_celery
+
+    parser = argparse.ArgumentParser(description="The provider under real Airflow services.")
+    parser.add_argument(
+        "--executor",
+        choices=("local", "celery", "both"),
+        default="both",
+        help="LocalExecutor runs, the CeleryExecutor run, or both in turn (default both)",
+    )
+    args = parser.parse_args(argv)
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="upstage-system-test-"))
     os.chmod(work, 0o755)  # noqa: S103 - the postgres user must reach its data dir inside
@@ -126,18 +143,16 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _raise_on_signal)
     signal.signal(signal.SIGHUP, _raise_on_signal)
     ok = False
+    celery = system_test_celery.CeleryRun()
     try:
         check_compose_matches()
-        documents = prepare_inbox(work / "inbox")
         timed(ctx, "postgres started", lambda: start_postgres(ctx))
-        timed(ctx, "emulator started", lambda: start_emulator(ctx))
-        ctx.env = airflow_env(ctx)
-        timed(ctx, "airflow db migrate", lambda: run_airflow(ctx, ["db", "migrate"], "db-migrate.log"))
-        timed(ctx, "services healthy", lambda: start_services(ctx))
-        baseline = timed(ctx, "DAG parsed and unpaused", lambda: unpause_dag(ctx))
-        timed(ctx, "run 0 (scheduled, created by unpausing)", lambda: run_0(ctx, documents, baseline))
-        timed(ctx, "run 1 (plain)", lambda: run_1(ctx, documents))
-        timed(ctx, "run 2 (triggerer SIGKILLed and restarted)", lambda: run_2(ctx, documents))
+        if args.executor in ("local", "both"):
+            local_runs(ctx)
+        if args.executor == "both":
+            timed(ctx, "LocalExecutor services stopped", lambda: stop_services(ctx))
+        if args.executor in ("celery", "both"):
+            celery = system_test_celery.run(ctx)
         ok = True
     except SystemTestFailure as exc:
         print(f"\nFAIL: {exc}", file=sys.stderr)
@@ -153,10 +168,23 @@ def main() -> int:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         timed(ctx, "services stopped", lambda: stop_everything(ctx))
-    summary(ctx, ok, time.monotonic() - started)
+    summary(ctx, ok, time.monotonic() - started, system_test_celery.describe(celery))
     if ok and not os.environ.get("UPSTAGE_SYSTEM_TEST_KEEP"):
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
+
+
+def local_runs(ctx: Context) -> None:
+    """LocalExecutor: runs 0, 1 and 2 (the triggerer SIGKILLed in run 2) on a local inbox and lake."""
+    documents = prepare_inbox(ctx.work / "inbox")
+    timed(ctx, "emulator started", lambda: start_emulator(ctx))
+    ctx.env = airflow_env(ctx)
+    timed(ctx, "airflow db migrate", lambda: run_airflow(ctx, ["db", "migrate"], "db-migrate.log"))
+    timed(ctx, "services healthy", lambda: start_services(ctx))
+    baseline = timed(ctx, "DAG parsed and unpaused", lambda: unpause_dag(ctx))
+    timed(ctx, "run 0 (scheduled, created by unpausing)", lambda: run_0(ctx, documents, baseline))
+    timed(ctx, "run 1 (plain)", lambda: run_1(ctx, documents))
+    timed(ctx, "run 2 (triggerer SIGKILLed and restarted)", lambda: run_2(ctx, documents))
 
 
 def _raise_on_signal(signum: int, _frame: object) -> None:
@@ -172,13 +200,15 @@ def timed(ctx: Context, what: str, step: Callable[[], Any]) -> Any:
         print(f"[{time.monotonic() - t0:6.1f} s] {what}", flush=True)
 
 
-def summary(ctx: Context, ok: bool, total: float) -> None:
+def summary(ctx: Context, ok: bool, total: float, notes: list[str]) -> None:
     print("\n== system test summary ==")
     for what, seconds in ctx.timings:
         print(f"  {what:48} {seconds:7.1f} s")
     print(f"  {'total':48} {total:7.1f} s")
     for check in ctx.checks:
         print(f"  ok: {check}")
+    for note in notes:
+        print(f"  {note}")
     if ok:
         kept = f" (kept: {ctx.work})" if os.environ.get("UPSTAGE_SYSTEM_TEST_KEEP") else ""
         print(f"PASS{kept}")
@@ -205,47 +235,64 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def check_compose_matches() -> None:
-    """compose.yaml must use airflow.env, set the same per-setup keys and run the same commands."""
+    """compose.yaml and compose.celery.yaml must say what the test does (same keys, commands, flags)."""
+    import system_test_celery
+
+    check_compose_file(COMPOSE_FILE, SERVICES, PER_SETUP_KEYS, ("airflow.env",), EMULATOR_FLAGS)
+    system_test_celery.check_compose_matches()
+    shared = read_env_file(SHARED_ENV_FILE)
+    overlap = set(shared) & system_test_celery.PER_SETUP_KEYS
+    if overlap:
+        raise SystemTestFailure(f"{SHARED_ENV_FILE} sets per-setup keys {sorted(overlap)}")
+
+
+def check_compose_file(
+    compose_file: Path,
+    commands: dict[str, list[str]],
+    per_setup_keys: frozenset[str] | set[str],
+    env_file_names: tuple[str, ...],
+    emulator_flags: dict[str, str],
+) -> None:
+    """One compose file: each Airflow service reads ``env_file_names`` in that order, sets exactly
+    ``per_setup_keys`` and runs ``commands``; upstage_default and the emulator's flags as the test's."""
     import yaml
 
-    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    compose = yaml.safe_load(compose_file.read_text())
     services = compose["services"]
-    for name, command in SERVICES.items():
+    for name, command in commands.items():
         spec = services.get(name)
         if spec is None:
-            raise SystemTestFailure(f"{COMPOSE_FILE}: no service {name!r}")
+            raise SystemTestFailure(f"{compose_file}: no service {name!r}")
         env_files = spec.get("env_file") or []
         env_files = [env_files] if isinstance(env_files, str) else env_files
-        if "airflow.env" not in [
-            Path(str(f.get("path", "")) if isinstance(f, dict) else f).name for f in env_files
-        ]:
-            raise SystemTestFailure(f"{COMPOSE_FILE}: service {name!r} does not use airflow.env")
-        keys = set(spec.get("environment") or {})
-        if keys != PER_SETUP_KEYS:
+        names = tuple(Path(str(f.get("path", "")) if isinstance(f, dict) else f).name for f in env_files)
+        if names != env_file_names:
             raise SystemTestFailure(
-                f"{COMPOSE_FILE}: service {name!r} sets {sorted(keys ^ PER_SETUP_KEYS)} differently "
-                f"from scripts/system_test.py; shared settings belong in docker/airflow.env"
+                f"{compose_file}: service {name!r} reads env files {list(names)}, "
+                f"expected {list(env_file_names)}"
+            )
+        keys = set(spec.get("environment") or {})
+        if keys != per_setup_keys:
+            raise SystemTestFailure(
+                f"{compose_file}: service {name!r} sets {sorted(keys ^ per_setup_keys)} differently "
+                f"from scripts/system_test*.py; shared settings belong in docker/*.env"
             )
         actual = _strip_host_port([str(part) for part in spec.get("command") or []])
         if actual != command:
             raise SystemTestFailure(
-                f"{COMPOSE_FILE}: service {name!r} runs {actual}, the test runs {command}"
+                f"{compose_file}: service {name!r} runs {actual}, the test runs {command}"
             )
         conn = json.loads(spec["environment"]["AIRFLOW_CONN_UPSTAGE_DEFAULT"])
         if (conn.get("conn_type"), conn.get("password")) != ("upstage", EMULATOR_KEY):
             raise SystemTestFailure(
-                f"{COMPOSE_FILE}: service {name!r}: upstage_default differs from the test's"
+                f"{compose_file}: service {name!r}: upstage_default differs from the test's"
             )
     emulator = [str(part) for part in services["emulator"]["command"]]
-    for flag, value in EMULATOR_FLAGS.items():
+    for flag, value in emulator_flags.items():
         if flag not in emulator or emulator[emulator.index(flag) + 1] != value:
             raise SystemTestFailure(
-                f"{COMPOSE_FILE}: the emulator must run with {flag} {value}, like the test"
+                f"{compose_file}: the emulator must run with {flag} {value}, like the test"
             )
-    shared = read_env_file(SHARED_ENV_FILE)
-    overlap = set(shared) & PER_SETUP_KEYS
-    if overlap:
-        raise SystemTestFailure(f"{SHARED_ENV_FILE} sets per-setup keys {sorted(overlap)}")
 
 
 def _strip_host_port(command: list[str]) -> list[str]:
@@ -262,17 +309,18 @@ def _strip_host_port(command: list[str]) -> list[str]:
     return out
 
 
-def airflow_env(ctx: Context) -> dict[str, str]:
+def airflow_env(ctx: Context, home: Path | None = None, database: str = "airflow") -> dict[str, str]:
+    """The services' environment; a new api-server port, ``home`` (default airflow-home) and database."""
     assert ctx.pg_data is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "UPSTAGE"))}
     env.update(read_env_file(SHARED_ENV_FILE))
     api_port = free_port()
     ctx.api = f"http://127.0.0.1:{api_port}"
-    home = ctx.work / "airflow-home"
+    home = home or ctx.work / "airflow-home"
     home.mkdir()
     per_setup = {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
-            f"postgresql+psycopg2://postgres@127.0.0.1:{ctx.pg_port}/airflow"
+            f"postgresql+psycopg2://postgres@127.0.0.1:{ctx.pg_port}/{database}"
         ),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{ctx.api}/execution/",
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
@@ -422,10 +470,15 @@ def stop_postgres(ctx: Context) -> None:
 # the emulator and the Airflow services
 
 
-def start_emulator(ctx: Context) -> None:
-    log = (ctx.logs / "emulator.log").open("w")
+def start_emulator(
+    ctx: Context, flags: dict[str, str] = EMULATOR_FLAGS, log_name: str = "emulator.log"
+) -> None:
+    """The emulator with ``flags`` on a free port; ``ctx.emulator_url`` is where it listens."""
+    if ctx.emulator is not None:
+        stop_group(ctx.emulator, grace=10)
+    log = (ctx.logs / log_name).open("w")
     proc = subprocess.Popen(
-        [str(BIN / "upstage-emulator"), "--host", "127.0.0.1", "--port", "0", *_flat(EMULATOR_FLAGS)],
+        [str(BIN / "upstage-emulator"), "--host", "127.0.0.1", "--port", "0", *_flat(flags)],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -439,7 +492,7 @@ def start_emulator(ctx: Context) -> None:
         line = proc.stdout.readline()
         if "listening on" in line:
             ctx.emulator_url = line.strip().rsplit(" ", 1)[-1]
-            print(f"emulator: {ctx.emulator_url} (synthetic engine, {LATENCY_PER_PAGE} s per page)")
+            print(f"emulator: {ctx.emulator_url} ({' '.join(_flat(flags))})")
             return
         if not line and proc.poll() is not None:
             break
@@ -503,7 +556,7 @@ def start_services(ctx: Context) -> None:
 
 def health(ctx: Context, require: tuple[str, ...]) -> bool:
     for service in ctx.services.values():
-        if service.proc.poll() is not None and service.name != "triggerer-killed":
+        if service.proc.poll() is not None and not service.name.endswith("-killed"):
             raise SystemTestFailure(
                 f"{service.name} exited with {service.proc.returncode}; see {service.log}"
             )
@@ -566,7 +619,7 @@ def sensor_states(ctx: Context, run_id: str) -> list[str]:
     return [str(ti["state"]) for ti in tis["task_instances"] if ti["task_id"] == SENSOR_TASK_ID]
 
 
-def wait_for_success(ctx: Context, run_id: str) -> None:
+def wait_for_success(ctx: Context, run_id: str, timeout: float = RUN_TIMEOUT) -> None:
     def finished() -> bool:
         state = run_state(ctx, run_id)
         if state == "failed":
@@ -581,7 +634,7 @@ def wait_for_success(ctx: Context, run_id: str) -> None:
             )
         return state == "success"
 
-    wait_for(finished, RUN_TIMEOUT, f"run {run_id} to succeed", ctx)
+    wait_for(finished, timeout, f"run {run_id} to succeed", ctx)
 
 
 def run_0(ctx: Context, documents: dict[str, int], before: int) -> None:
@@ -834,6 +887,13 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 def _kill_pid(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
@@ -852,6 +912,14 @@ def stray_processes(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def stop_services(ctx: Context) -> None:
+    """Stop the Airflow services started so far (the LocalExecutor ones) before the Celery run."""
+    for name, service in reversed(list(ctx.services.items())):
+        _stop_service(service.proc, service.name)
+        del ctx.services[name]
+    _kill_strays(ctx.marker, keep_group=ctx.emulator.pid if ctx.emulator else None)
 
 
 def stop_everything(ctx: Context) -> None:
@@ -876,8 +944,9 @@ def _stop_service(proc: subprocess.Popen[bytes], name: str) -> None:
         print(f"note: {name} ignored SIGTERM for 20 s; SIGKILLed")
 
 
-def _kill_strays(marker: str) -> None:
-    strays = stray_processes(marker)
+def _kill_strays(marker: str, keep_group: int | None = None) -> None:
+    """SIGKILL the processes carrying ``marker``, except those in process group ``keep_group``."""
+    strays = [pid for pid in stray_processes(marker) if keep_group is None or _pgid(pid) != keep_group]
     for pid in strays:
         _kill_pid(pid, signal.SIGKILL)
     if strays:
@@ -898,12 +967,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, ctx: Context) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, ctx: Context, interval: float = 0.5
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.5)
+        time.sleep(interval)
     raise SystemTestFailure(f"timed out after {timeout:.0f} s waiting for {what}; logs in {ctx.logs}")
 
 
@@ -918,4 +989,7 @@ def _run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as the module system_test, the one system_test_celery imports: one SystemTestFailure class.
+    import system_test
+
+    raise SystemExit(system_test.main())
