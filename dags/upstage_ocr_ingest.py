@@ -10,7 +10,9 @@ and which did not, and fails the run when any did not. Configure with environmen
 (or edit the defaults):
 
 - ``UPSTAGE_INGEST_INPUT``: folder or object-storage prefix with the documents;
-- ``UPSTAGE_INGEST_OUTPUT``: lakehouse folder or prefix (``s3://bucket/ocr``, ...);
+- ``UPSTAGE_INGEST_OUTPUT``: lakehouse folder or prefix (``s3://aws_default@bucket/ocr``, ...;
+  name the Airflow connection in the URI: a bare ``s3://bucket/...`` ignores ``aws_default`` and
+  falls back to boto's own credentials);
 - ``UPSTAGE_POLL_INTERVAL``: seconds between status calls (default 30);
 - connection ``upstage_default``: the API key as password; host empty for the real API.
 """
