@@ -317,7 +317,7 @@ def through_sync_endpoint(
             work.put(upload)
     count = work.qsize()
     failures: list[str] = []
-    config = EmulatorConfig(api_key=common.KEY, workers=cores, engine="tesseract")
+    config = EmulatorConfig(api_key=common.KEY, workers=cores, engine="tesseract", **common.NO_RATE_LIMITS)
     with EmulatorServer(config, engine=engine) as server:
         url = server.url + SYNC_PATH
 

@@ -31,6 +31,8 @@ PLOTS_DIR = ROOT / "docs" / "performance"
 KEY = "bench-key-0000"
 CONN_ID = "upstage_bench"
 SEED = 7
+#: The emulator's rate limits turned off (its defaults are Upstage's: 3 requests per second).
+NO_RATE_LIMITS = {"rate_limit_rps": 0, "rate_limit_rpm": 0, "rate_limit_ppm": 0}
 
 
 @dataclass
@@ -91,13 +93,21 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
 
 
 @contextmanager
-def emulator(words_per_page: int = 300, workers: int = 2, **faults: Any) -> Iterator[Any]:
-    """A seeded emulator with the synthetic engine on 127.0.0.1, and a connection ``upstage_bench``."""
+def emulator(
+    words_per_page: int = 300, workers: int = 2, *, rate_limits: bool = False, **faults: Any
+) -> Iterator[Any]:
+    """
+    A seeded emulator with the synthetic engine on 127.0.0.1, and a connection ``upstage_bench``.
+
+    Rate limits are off unless ``rate_limits`` (then the emulator's defaults, Upstage's), so the
+    benchmarks of the client's own speed are not bound by them.
+    """
     from upstage_provider.emulator.config import EmulatorConfig, FaultConfig
     from upstage_provider.emulator.server import EmulatorServer
     from upstage_provider.emulator.synthetic import SyntheticEngine
 
-    config = EmulatorConfig(api_key=KEY, workers=workers, faults=FaultConfig(seed=SEED, **faults))
+    limits = {} if rate_limits else NO_RATE_LIMITS
+    config = EmulatorConfig(api_key=KEY, workers=workers, faults=FaultConfig(seed=SEED, **faults), **limits)
     engine = SyntheticEngine(words_per_page=words_per_page, seed=SEED)
     with EmulatorServer(config, engine=engine) as server:
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
@@ -113,14 +123,15 @@ def emulator_process(words_per_page: int = 300, workers: int = 2, **options: Any
 
     For benchmarks that time the client: an emulator in a thread of the same process would
     take the GIL from it while it serves. ``options`` are CLI flags (``latency_per_request=0.05``
-    is ``--latency-per-request 0.05``; a tuple value gives several arguments).
+    is ``--latency-per-request 0.05``; a tuple value gives several arguments). Rate limits are
+    off unless ``options`` set them.
     """
     command = [
         sys.executable, "-m", "upstage_provider.emulator", "--engine", "synthetic", "--port", "0",
         "--api-key", KEY, "--seed", str(SEED), "--words-per-page", str(words_per_page),
         "--workers", str(workers), "--log-level", "WARNING",
     ]  # fmt: skip
-    for name, value in options.items():
+    for name, value in {**NO_RATE_LIMITS, **options}.items():
         command.append("--" + name.replace("_", "-"))
         command.extend(str(v) for v in value) if isinstance(value, tuple) else command.append(str(value))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

@@ -27,6 +27,7 @@ ORDER: tuple[str, ...] = (
     "triggerer",
     "end_to_end",
     "emulator_ocr",
+    "rate_limits",
     "polling",
 )
 

@@ -4,7 +4,9 @@ Load it from ``tests/conftest.py`` with ``pytest_plugins = ["tests.emulator_fixt
 
 - ``emulator``: a running :class:`EmulatorServer` (synthetic engine, key :data:`API_KEY`);
 - ``make_emulator(faults=None, *, engine=None, **config)``: more of them, with any
-  :class:`EmulatorConfig` fields, all stopped at the end of the test;
+  :class:`EmulatorConfig` fields, all stopped at the end of the test; rate limits are off
+  (:data:`NO_RATE_LIMITS`) unless a test asks for them, so tests that submit many documents are
+  not slowed by the Upstage-like default of 3 requests a second;
 - ``make_pdf(pages, size=(612, 792))``: a blank PDF of ``pages`` pages, as bytes;
 - ``api_headers``: the ``Authorization`` header for :data:`API_KEY`;
 - ``connect(host, password=API_KEY, conn_id="upstage_test", **extra)``: an ``upstage`` Airflow
@@ -34,6 +36,8 @@ pdf_bytes = blank_pdf
 
 #: One key for the whole suite (the hook tests' conftest uses the same one).
 API_KEY = "up_test_SECRET_9f3c2a71"
+#: The emulator's rate limits turned off (its defaults are Upstage's: 3 requests per second).
+NO_RATE_LIMITS = {"rate_limit_rps": 0, "rate_limit_rpm": 0, "rate_limit_ppm": 0}
 #: Few words per page keep responses small and tests fast; the layout is the same at any count.
 WORDS_PER_PAGE = 40
 
@@ -56,6 +60,8 @@ def make_emulator() -> Iterator[Callable[..., EmulatorServer]]:
     def start(faults: FaultConfig | None = None, *, engine: Any = None, **config: Any) -> EmulatorServer:
         config.setdefault("api_key", API_KEY)
         config.setdefault("engine", "synthetic")
+        for name, off in NO_RATE_LIMITS.items():
+            config.setdefault(name, off)
         server = EmulatorServer(
             EmulatorConfig(faults=faults or FaultConfig(), **config),
             engine=engine if engine is not None else SyntheticEngine(words_per_page=WORDS_PER_PAGE),

@@ -15,7 +15,14 @@ from upstage_provider.exceptions import (
     UpstageRequestError,
     UpstageServerError,
 )
-from upstage_provider.retry import MAX_RETRY_AFTER, MAY_BILL_AGAIN, Clock, RetryPolicy, TransientFailure
+from upstage_provider.retry import (
+    MAX_RETRY_AFTER,
+    MAY_BILL_AGAIN,
+    RETRY_AFTER_JITTER,
+    Clock,
+    RetryPolicy,
+    TransientFailure,
+)
 
 
 class Frozen(Clock):
@@ -135,3 +142,93 @@ async def test_sync_and_async_calls_wait_log_and_give_up_alike() -> None:
     )
     assert (sync_clock.waits, sync_log.lines, str(sync_error.value)) == expected
     assert (async_clock.waits, async_log.lines, str(async_error.value)) == expected
+
+
+# --- 429: back-pressure within a time budget ----------------------------------------------------
+
+
+class Advancing(Frozen):
+    """Wall time that moves only when a retry waits."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self.at += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+def limited(policy: RetryPolicy, retry_after: str | None = "1") -> None:
+    raise policy.after_answer(
+        UpstageRateLimitError("slow down", status_code=429, endpoint="sync OCR"), retry_after
+    )
+
+
+def test_429s_spend_none_of_max_retries_and_pass_when_the_limit_lifts() -> None:
+    clock = Advancing(0.0)
+    policy = RetryPolicy(0, clock=clock)  # no retries at all for 5xx and connection errors
+    answers = iter([None] * 9)
+
+    def attempt() -> str:
+        if next(answers, "done") is None:
+            limited(policy)
+        return "done"
+
+    assert policy.call(attempt, what="sync OCR", log=Lines()) == "done"
+    assert len(clock.waits) == 9
+
+
+def test_a_retry_after_wait_is_jittered_so_callers_turned_away_together_spread_out() -> None:
+    waits = []
+    for _ in range(200):
+        clock = Advancing(0.0)
+        policy = RetryPolicy(5, clock=clock, rate_limit_budget=1.5)
+        with pytest.raises(UpstageRateLimitError):
+            policy.call(lambda: limited(policy), what="sync OCR", log=Lines())  # noqa: B023
+        waits.append(clock.waits[0])
+    assert all(1.0 <= wait <= 1.0 * (1 + RETRY_AFTER_JITTER) for wait in waits)
+    assert max(waits) - min(waits) > 0.2  # spread over most of the jitter, not in lockstep
+
+
+def test_without_retry_after_429s_back_off_until_the_budget_is_spent() -> None:
+    clock = Advancing(0.0)
+    policy = RetryPolicy(1, backoff_base=1.0, backoff_max=8.0, clock=clock, rate_limit_budget=30.0)
+    with pytest.raises(UpstageRateLimitError) as caught:
+        policy.call(lambda: limited(policy, None), what="sync OCR", log=Lines())
+    for attempt, wait in enumerate(clock.waits[:4], start=1):
+        assert 2 ** (attempt - 2) <= wait <= 2 ** (attempt - 1)
+    assert sum(clock.waits) == pytest.approx(30.0)  # the last wait is cut to the budget's end
+    assert "kept answering 429 for 30 s, past rate_limit_budget=30 s" in str(caught.value)
+
+
+async def test_sync_and_async_calls_wait_out_429s_and_give_up_alike() -> None:
+    def run_sync() -> tuple[list[float], list[str], str]:
+        clock, log = Advancing(0.0), Lines()
+        policy = RetryPolicy(5, clock=clock, rate_limit_budget=2.0)
+        with pytest.raises(UpstageRateLimitError) as caught:
+            policy.call(lambda: limited(policy, "1"), what="sync OCR", log=log)
+        return [round(w) for w in clock.waits], log.lines, str(caught.value)
+
+    async def run_async() -> tuple[list[float], list[str], str]:
+        clock, log = Advancing(0.0), Lines()
+        policy = RetryPolicy(5, clock=clock, rate_limit_budget=2.0)
+
+        async def attempt() -> None:
+            limited(policy, "1")
+
+        with pytest.raises(UpstageRateLimitError) as caught:
+            await policy.acall(attempt, what="sync OCR", log=log)
+        return [round(w) for w in clock.waits], log.lines, str(caught.value)
+
+    sync_waits, sync_lines, sync_error = run_sync()
+    async_waits, async_lines, async_error = await run_async()
+    assert sync_waits == async_waits == [1]  # a second wait of 1 s would pass the 2 s budget
+    assert len(sync_lines) == len(async_lines) == 1
+    assert sync_lines[0].startswith("Upstage sync OCR: slow down; rate limited (HTTP 429), waiting 1.")
+    assert "rate_limit_budget=2 s" in sync_lines[0]
+    assert "retry 1/" not in sync_lines[0]  # no attempt of max_retries was spent
+    for error in (sync_error, async_error):
+        assert error.startswith(
+            "Upstage API HTTP 429 from sync OCR: slow down (the API kept answering 429 for 1."
+        )
+        assert "and asked to wait 1.0 s more, past rate_limit_budget=2 s; raise rate_limit_budget" in error

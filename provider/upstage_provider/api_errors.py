@@ -134,6 +134,29 @@ def gave_up(error: UpstageAPIError, attempts: int) -> UpstageAPIError:
     return type(error)(message, **fields)
 
 
+def rate_limit_outlasted(
+    error: UpstageAPIError, waited: float, budget: float, asked: float | None = None
+) -> UpstageRateLimitError:
+    """The last 429, saying how long the API kept answering it and which budget ran out."""
+    more = f" and asked to wait {_seconds(asked)} s more" if asked is not None and waited < budget else ""
+    message = (
+        f"{error.message} (the API kept answering 429 for {_seconds(waited)} s{more}, past "
+        f"rate_limit_budget={budget:g} s; raise rate_limit_budget, in the hook's arguments or the "
+        "connection's extra, to wait longer, or run fewer calls at once, e.g. through an Airflow pool)"
+    )
+    return UpstageRateLimitError(
+        message,
+        status_code=error.status_code,
+        error_type=error.error_type,
+        code=error.code,
+        endpoint=error.endpoint,
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
 def json_or_none(response: requests.Response | httpx.Response) -> Any:
     try:
         return response.json()

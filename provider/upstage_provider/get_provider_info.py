@@ -10,6 +10,8 @@ DEFAULT_BASE_URL = "https://api.upstage.ai"
 # The connection's defaults live here, beside the form that shows them: the hook reads them too.
 DEFAULT_READ_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 5
+#: Seconds a call keeps waiting while the API answers 429 (rate limited), from its first 429.
+DEFAULT_RATE_LIMIT_BUDGET = 600.0
 DEFAULT_DOWNLOAD_CONCURRENCY = 16
 INTEGRATION = "Upstage OCR"
 
@@ -55,8 +57,14 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["number", "null"], "default": DEFAULT_READ_TIMEOUT},
                     },
                     "max_retries": {
-                        "label": "Retries on 429, 5xx and network errors",
+                        "label": "Retries on 5xx and network errors",
                         "schema": {"type": ["integer", "null"], "default": DEFAULT_MAX_RETRIES},
+                    },
+                    "rate_limit_budget": {
+                        "label": "Seconds to keep waiting while rate limited (429)",
+                        "description": "A 429 is waited out as the API asks, for up to this long; "
+                        "it spends none of the retries.",
+                        "schema": {"type": ["number", "null"], "default": DEFAULT_RATE_LIMIT_BUDGET},
                     },
                     "download_concurrency": {
                         "label": "Parallel batch downloads",

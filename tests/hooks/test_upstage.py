@@ -230,18 +230,29 @@ def test_rate_limited_calls_are_retried_until_they_pass(
     assert stats["submit"]["by_status"].get("200", 0) == 1  # one submission, however many 429s
 
 
-def test_retry_after_is_honoured(
+def test_retry_after_is_honoured_with_jitter_and_429s_spend_none_of_the_retries(
     make_emulator: Callable[..., EmulatorServer], connect: Callable[..., str]
 ) -> None:
     server = make_emulator(faults=FaultConfig(rate_429=1.0, retry_after=0.2, seed=1))
     clock = RecordedWaits()
     hook = UpstageOCRHook(
-        connect(server.url), max_retries=3, backoff_base=30.0, backoff_max=60.0, clock=clock
+        connect(server.url),
+        max_retries=1,
+        rate_limit_budget=2.0,
+        backoff_base=30.0,
+        backoff_max=60.0,
+        clock=clock,
     )
-    with pytest.raises(UpstageRateLimitError, match="gave up after 4 attempts"):
+    budget_spent = r"kept answering 429 for (1\.[89]|2\.0) s( and asked to wait 0\.2 s more)?, past"
+    with pytest.raises(UpstageRateLimitError, match=budget_spent + r" rate_limit_budget=2 s; raise"):
         hook.list_requests()
-    assert clock.waits == [0.2, 0.2, 0.2]
-    assert calls(server, "list") == 4
+    # Each wait is the Retry-After plus up to a quarter of it, never the 30 s backoff.
+    assert all(0.2 <= wait <= 0.25 for wait in clock.waits), clock.waits
+    assert len(set(clock.waits)) > 1
+    # Far more attempts than max_retries=1 allows: 429s are bounded by the budget alone.
+    assert len(clock.waits) >= 7
+    assert sum(clock.waits) == pytest.approx(2.0, abs=0.25)
+    assert calls(server, "list") == len(clock.waits) + 1
 
 
 def test_backoff_grows_exponentially_with_jitter(

@@ -73,7 +73,9 @@ def _emulator() -> EmulatorServer:
     from upstage_provider.emulator.config import EmulatorConfig
     from upstage_provider.emulator.synthetic import SyntheticEngine
 
-    return EmulatorServer(EmulatorConfig(api_key=API_KEY), engine=SyntheticEngine())
+    # Rate limits off, as in every emulator of the suite (tests.emulator_fixtures.NO_RATE_LIMITS).
+    config = EmulatorConfig(api_key=API_KEY, rate_limit_rps=0, rate_limit_rpm=0, rate_limit_ppm=0)
+    return EmulatorServer(config, engine=SyntheticEngine())
 
 
 def test_airflow_dags_test_of_the_example_dag_lands_everything_and_leaves_no_variables(

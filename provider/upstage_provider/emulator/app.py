@@ -35,6 +35,7 @@ from upstage_provider.emulator.errors import ApiError, error_response
 from upstage_provider.emulator.faults import BodyFault, FaultInjector
 from upstage_provider.emulator.jobs import JobManager
 from upstage_provider.emulator.limits import MAX_BODY_BYTES, check_page_count, check_pages, check_upload
+from upstage_provider.emulator.ratelimit import RateLimiter, billed_pages
 from upstage_provider.emulator.responses import SCHEMAS, build_ocr_response, build_schema_response
 from upstage_provider.emulator.signing import SignatureError, URLSigner
 
@@ -80,6 +81,7 @@ class Stats:
             self._submissions = 0
             self._pages = 0
             self._injected: dict[str, int] = {}
+            self._rate_limited: dict[str, int] = {}
             self._started = time.time()
 
     def record(self, endpoint: str, status: int) -> None:
@@ -92,6 +94,11 @@ class Stats:
         """One fault injected: ``429``, ``5xx``, ``reset`` or ``stall``."""
         with self._lock:
             self._injected[kind] = self._injected.get(kind, 0) + 1
+
+    def rate_limited(self, scope: str) -> None:
+        """One call answered 429 by a rate limit (``rps``, ``rpm`` or ``ppm``), not by a fault."""
+        with self._lock:
+            self._rate_limited[scope] = self._rate_limited.get(scope, 0) + 1
 
     def submitted(self) -> None:
         with self._lock:
@@ -111,6 +118,7 @@ class Stats:
                 "submissions": self._submissions,
                 "pages_processed": self._pages,
                 "injected": dict(self._injected),
+                "rate_limited": dict(self._rate_limited),
                 "since": self._started,
             }
 
@@ -125,6 +133,7 @@ class EmulatorState:
         self.faults = FaultInjector(config.faults)
         self.signer = URLSigner()
         self.jobs = JobManager(engine, config, on_pages=self.stats.pages)
+        self.limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_rpm, config.rate_limit_ppm)
         self._closed = False
 
     def models(self) -> dict[str, str]:
@@ -137,6 +146,7 @@ class EmulatorState:
         data = self.stats.snapshot()
         data["requests"] = self.jobs.counts()
         data["faults"] = self.faults.config.to_dict()
+        data["rate_limits"] = self.limiter.to_dict()
         data["engine"] = getattr(self.engine, "name", type(self.engine).__name__)
         return data
 
@@ -147,6 +157,7 @@ class EmulatorState:
     def reset(self, *, requests: bool = False) -> None:
         self.stats.reset()
         self.faults.reseed()
+        self.limiter.reset()
         if requests:
             self.jobs.clear()
 
@@ -361,6 +372,8 @@ def create_app(config: EmulatorConfig, engine: OCREngine) -> FastAPI:
         schema = _schema(form)
         data, filename = await _document(form)
         fmt = check_upload(data, filename)
+        counted = await run_in_threadpool(check_pages, data, fmt, filename, sync=True)
+        limits = _admit(state, request, counted or 1)
         pages = await run_in_threadpool(_read_all_pages, engine, data, filename, fmt)
         state.stats.pages(len(pages))
         delay = state.faults.config.latency_per_page * len(pages)
@@ -370,7 +383,7 @@ def create_app(config: EmulatorConfig, engine: OCREngine) -> FastAPI:
             body = build_schema_response(pages, schema)
         else:
             body = build_ocr_response(pages, model_version=model, snake_case=config.snake_case)
-        return JSONResponse(body)
+        return JSONResponse(body, headers=limits)
 
     @app.post(ASYNC_PATH)
     async def submit_ocr(request: Request) -> Response:
@@ -379,9 +392,13 @@ def create_app(config: EmulatorConfig, engine: OCREngine) -> FastAPI:
         _schema(form)  # validated like the sync call's, though results are always Upstage-shaped
         data, filename = await _document(form)
         fmt = check_upload(data, filename)
+        pages = (
+            await run_in_threadpool(billed_pages, data, fmt, filename) if state.limiter.counts_pages else 1
+        )
+        limits = _admit(state, request, pages)
         request_id = state.jobs.submit(data, filename, fmt, model, state.faults.config)
         state.stats.submitted()
-        return JSONResponse({"request_id": request_id})
+        return JSONResponse({"request_id": request_id}, headers=limits)
 
     @app.get(REQUESTS_PATH)
     async def list_requests() -> Response:
@@ -502,9 +519,21 @@ def _unreadable(exc: UnreadableDocumentError) -> ApiError:
     return ApiError(400, str(exc), code="invalid_document", param="document")
 
 
+def _admit(state: EmulatorState, request: Request, pages: int) -> dict[str, str]:
+    """
+    Count a model call against its key's rate limits, once the document is known to be valid;
+    the rate-limit headers of the answer, or a 429 that counts nothing.
+    """
+    header = request.headers.get("authorization", "")
+    refusal, headers = state.limiter.admit(header.partition(" ")[2].strip(), pages)
+    if refusal is not None:
+        state.stats.rate_limited(refusal.scope)
+        raise ApiError(429, refusal.message, code="rate_limit_exceeded", headers=headers)
+    return headers
+
+
 def _read_all_pages(engine: OCREngine, data: bytes, filename: str, fmt: Any) -> list[EnginePage]:
-    """The whole sync call's OCR, run in a worker thread so the event loop stays free."""
-    check_pages(data, fmt, filename, sync=True)
+    """The whole sync call's OCR (its pages already checked), in a worker thread so the loop stays free."""
     try:
         document = engine.open(data, filename)
     except UnreadableDocumentError as exc:

@@ -16,6 +16,9 @@ from typing import Any
 
 from upstage_provider.emulator.config import (
     BATCH_PAGE_IDS,
+    DEFAULT_RATE_LIMIT_PPM,
+    DEFAULT_RATE_LIMIT_RPM,
+    DEFAULT_RATE_LIMIT_RPS,
     ENGINES,
     ERROR_STYLES,
     FAULT_ENDPOINTS,
@@ -30,7 +33,8 @@ JSON config file (--config): one object; flags override it. Server keys:
   api_key (string), url_ttl (s, default 900), batch_size (pages per async batch, 10),
   workers (async worker threads, 2), snake_case (bool), error_style ({" | ".join(ERROR_STYLES)}),
   batch_page_ids ({" | ".join(BATCH_PAGE_IDS)}), model_version ("ocr-2.2.1"),
-  engine ({" | ".join(ENGINES)}).
+  engine ({" | ".join(ENGINES)}), rate_limit_rps ({DEFAULT_RATE_LIMIT_RPS}), rate_limit_rpm
+  ({DEFAULT_RATE_LIMIT_RPM}), rate_limit_ppm ({DEFAULT_RATE_LIMIT_PPM}) (per API key; 0: no limit).
 Fault keys, at the top level or inside a "faults" object:
   latency_per_request (s), latency_per_page (s), rate_429 (0..1), retry_after (s or null:
   no Retry-After header), rate_5xx (0..1), status_5xx (503), burst_5xx (int: that many 5xx
@@ -67,6 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     add("--error-style", choices=ERROR_STYLES, help="error body shape (default openai)")
     add("--batch-page-ids", choices=BATCH_PAGE_IDS, help="page ids in downloaded batches (default relative)")
     add("--model-version", help="modelVersion reported for model=ocr (default ocr-2.2.1)")
+    limits = parser.add_argument_group(
+        "rate limits", "per API key, on sync OCR and async submissions (not status or downloads); 0: no limit"
+    )
+    ladd = limits.add_argument
+    ladd(
+        "--rate-limit-rps",
+        type=int,
+        metavar="N",
+        help=f"requests per second (default {DEFAULT_RATE_LIMIT_RPS}, Upstage's documented ocr limit)",
+    )
+    ladd(
+        "--rate-limit-rpm",
+        type=int,
+        metavar="N",
+        help=f"requests per minute (default {DEFAULT_RATE_LIMIT_RPM})",
+    )
+    ladd(
+        "--rate-limit-ppm", type=int, metavar="N", help=f"pages per minute (default {DEFAULT_RATE_LIMIT_PPM})"
+    )
     faults = parser.add_argument_group("faults")
     fadd = faults.add_argument
     fadd("--latency-per-request", type=float, metavar="S", help="added to every faulted call")
@@ -103,6 +126,9 @@ _SERVER_FLAGS = {
     "batch_page_ids": "batch_page_ids",
     "model_version": "model_version",
     "engine": "engine",
+    "rate_limit_rps": "rate_limit_rps",
+    "rate_limit_rpm": "rate_limit_rpm",
+    "rate_limit_ppm": "rate_limit_ppm",
 }
 _FAULT_FLAGS = {
     "latency_per_request": "latency_per_request",
@@ -174,8 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"upstage-emulator: cannot start the {config.engine} engine: {exc}", file=sys.stderr)
         return 2
     logging.getLogger(__name__).info(
-        "engine %s, %d workers, batches of %d pages, URLs valid %.0f s, faults %s",
-        config.engine, config.workers, config.batch_size, config.url_ttl, config.faults.to_dict(),
+        "engine %s, %d workers, batches of %d pages, URLs valid %.0f s, rate limits per key "
+        "%d/s %d/min %d pages/min (0: none), faults %s",
+        config.engine, config.workers, config.batch_size, config.url_ttl, config.rate_limit_rps,
+        config.rate_limit_rpm, config.rate_limit_ppm, config.faults.to_dict(),
     )  # fmt: skip
     # SIGTERM ends the server like Ctrl-C does: uvicorn handles it while serving and re-raises
     # it afterwards, and this handler then turns it into a clean exit.

@@ -19,6 +19,12 @@ ERROR_STYLES: tuple[str, ...] = ("openai", "flat")
 BATCH_PAGE_IDS: tuple[str, ...] = ("relative", "absolute")
 ENGINES: tuple[str, ...] = ("tesseract", "synthetic")
 
+#: Upstage's documented limit of the ``ocr`` model: 3 requests per second. Its RPM and PPM are
+#: not published for OCR (they depend on the organization's tier), so they are off by default.
+DEFAULT_RATE_LIMIT_RPS = 3
+DEFAULT_RATE_LIMIT_RPM = 0
+DEFAULT_RATE_LIMIT_PPM = 0
+
 ErrorStyle = Literal["openai", "flat"]
 BatchPageIds = Literal["relative", "absolute"]
 
@@ -28,6 +34,18 @@ def _rate(name: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be between 0 and 1, got {value}")
     return value
+
+
+def _count(name: str, value: Any) -> int:
+    """A limit: a whole number, 0 or more (0: no limit)."""
+    try:
+        number = float(value)
+        valid = not isinstance(value, bool) and number >= 0 and number.is_integer()
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(f"{name} must be a whole number, 0 or more (0: no limit), got {value!r}")
+    return int(number)
 
 
 def _non_negative(name: str, value: float) -> float:
@@ -130,6 +148,11 @@ class EmulatorConfig:
     response; ``error_style`` picks one of the two error shapes the docs show;
     ``batch_page_ids`` says whether a downloaded batch numbers its pages from 0 or from the
     page's index in the whole document (the real API's choice is unknown).
+
+    ``rate_limit_rps``, ``rate_limit_rpm`` and ``rate_limit_ppm`` limit each API key's model
+    calls (sync OCR and async submissions) per second, per minute and in pages per minute, as
+    Upstage does (``emulator.ratelimit``); 0 turns one off. The defaults are the ``ocr`` model's
+    documented 3 requests per second.
     """
 
     api_key: str | None = None
@@ -142,6 +165,9 @@ class EmulatorConfig:
     model_version: str = "ocr-2.2.1"
     faults: FaultConfig = field(default_factory=FaultConfig)
     engine: str = "tesseract"
+    rate_limit_rps: int = DEFAULT_RATE_LIMIT_RPS
+    rate_limit_rpm: int = DEFAULT_RATE_LIMIT_RPM
+    rate_limit_ppm: int = DEFAULT_RATE_LIMIT_PPM
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -161,6 +187,8 @@ class EmulatorConfig:
             raise ValueError("model_version must not be empty")
         if isinstance(self.faults, Mapping):
             set_(self, "faults", FaultConfig.from_mapping(self.faults))
+        for name in ("rate_limit_rps", "rate_limit_rpm", "rate_limit_ppm"):
+            set_(self, name, _count(name, getattr(self, name)))
 
     def to_dict(self, *, with_key: bool = False) -> dict[str, Any]:
         """JSON-ready; the key is left out unless asked for, so this is safe to log or return."""

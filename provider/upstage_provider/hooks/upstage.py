@@ -3,7 +3,8 @@
 Sync methods use one ``requests.Session`` per hook (workers); ``a...`` methods use ``httpx``
 with the connection read asynchronously (triggers). Every call goes through the one retry policy
 of ``upstage_provider.retry``: connection errors, timeouts, 429 (``Retry-After`` honoured) and
-5xx back off exponentially with jitter; any other 4xx fails at once with the API's own message
+5xx back off exponentially with jitter (a 429 is waited out within ``rate_limit_budget`` seconds,
+spending none of the ``max_retries``); any other 4xx fails at once with the API's own message
 (``upstage_provider.api_errors``). Batch downloads are ``hooks.downloads``. The API key is sent
 only to the API's host, never to pre-signed download URLs, and never appears in logs or exceptions.
 """
@@ -35,6 +36,7 @@ from upstage_provider.get_provider_info import (
     DEFAULT_BASE_URL,
     DEFAULT_DOWNLOAD_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_RATE_LIMIT_BUDGET,
     DEFAULT_READ_TIMEOUT,
 )
 from upstage_provider.hooks import calls
@@ -73,11 +75,15 @@ class UpstageOCRHook(BaseHook):
 
     The connection's password is the API key (``UPSTAGE_API_KEY`` is the fallback when it has
     none); its host is the base URL, ``https://api.upstage.ai`` when empty. Extras ``timeout``,
-    ``max_retries`` and ``download_concurrency`` tune the client; the constructor's arguments win.
+    ``max_retries``, ``rate_limit_budget`` and ``download_concurrency`` tune the client; the
+    constructor's arguments win.
 
     :param conn_id: the ``upstage`` connection to use.
     :param timeout: read timeout in seconds for API calls (sync OCR gets at least 330 s).
-    :param max_retries: retries on connection errors, timeouts, 429 and 5xx.
+    :param max_retries: retries on connection errors, timeouts and 5xx.
+    :param rate_limit_budget: seconds a call keeps waiting while the API answers 429 (rate
+        limited), as its ``Retry-After`` asks, before it fails with ``UpstageRateLimitError``;
+        default 600. A 429 spends none of ``max_retries``.
     :param backoff_base: first backoff in seconds; doubles per retry, with jitter.
     :param backoff_max: ceiling of one backoff in seconds.
     :param download_concurrency: batch downloads in flight at once in :meth:`iter_results`.
@@ -101,6 +107,7 @@ class UpstageOCRHook(BaseHook):
         backoff_max: float = 60.0,
         download_concurrency: int | None = None,
         clock: Clock | None = None,
+        rate_limit_budget: float | None = None,
     ) -> None:
         super().__init__()
         if clock is not None:
@@ -108,6 +115,7 @@ class UpstageOCRHook(BaseHook):
         self.conn_id = conn_id
         self._timeout = timeout
         self._max_retries = max_retries
+        self._rate_limit_budget = rate_limit_budget
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._download_concurrency = download_concurrency
@@ -180,7 +188,10 @@ class UpstageOCRHook(BaseHook):
     def _retry(self, conn: Connection, max_retries: int | None = None) -> RetryPolicy:
         explicit = self._max_retries if max_retries is None else max_retries
         retries = self._setting(conn, explicit, "max_retries", DEFAULT_MAX_RETRIES, int)
-        return RetryPolicy(retries, self._backoff_base, self._backoff_max, self.clock)
+        budget = self._setting(
+            conn, self._rate_limit_budget, "rate_limit_budget", DEFAULT_RATE_LIMIT_BUDGET, float
+        )
+        return RetryPolicy(retries, self._backoff_base, self._backoff_max, self.clock, max(0.0, budget))
 
     def _read_timeout(self, conn: Connection, floor: float = 0.0) -> float:
         return max(floor, self._setting(conn, self._timeout, "timeout", DEFAULT_READ_TIMEOUT, float))
