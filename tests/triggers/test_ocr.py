@@ -25,7 +25,7 @@ from upstage_provider.emulator.server import EmulatorServer
 from upstage_provider.emulator.synthetic import SyntheticEngine
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.triggers import ocr as trigger_module
-from upstage_provider.triggers.ocr import UpstageOCRTrigger
+from upstage_provider.triggers.ocr import UpstageOCRTrigger, bounded
 
 
 def submit(server: EmulatorServer, conn_id: str, pages: int) -> str:
@@ -464,3 +464,21 @@ async def test_a_status_call_hanging_past_the_deadline_is_cut_and_times_out(
     assert "ongoing Upstage API outage" in event.payload["message"]
     assert "no answer by the deadline" in event.payload["message"]
     assert len(api.connections) == 1  # the hook's first attempt, cut; no second one
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_cancel_that_meets_a_finishing_status_call_still_cancels(turns: int) -> None:
+    # Python 3.11's asyncio.wait_for returns the result when the call finishes in the same turn
+    # as the cancel, so a triggerer cancelling the trigger (reassignment, shutdown) would be
+    # ignored and the trigger would go on polling. Cancel after every number of loop turns.
+    async def quick() -> str:
+        return "answer"
+
+    task = asyncio.ensure_future(bounded(quick(), timeout=60.0))
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    if task.cancel():  # not done yet: the cancel must win, whatever the call did meanwhile
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:  # done before the cancel, which a done task ignores
+        assert await task == "answer"

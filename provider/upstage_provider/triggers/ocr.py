@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -29,6 +29,8 @@ from upstage_provider.exceptions import UpstageConnectionError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, Progress
 from upstage_provider.status import RequestInfo, RequestState
+
+_T = TypeVar("_T")
 
 # The event statuses as plain strings, importable here as before; ``EventStatus`` is their home.
 SUCCESS: str = EventStatus.SUCCESS.value
@@ -209,7 +211,7 @@ class UpstageOCRTrigger(BaseTrigger):
         if remaining is None:
             return await call
         try:
-            return await asyncio.wait_for(call, timeout=max(remaining, 0.0) + DEADLINE_GRACE)
+            return await bounded(call, timeout=max(remaining, 0.0) + DEADLINE_GRACE)
         except asyncio.TimeoutError:
             raise UpstageConnectionError(
                 f"no answer by the deadline (the status call was cut {DEADLINE_GRACE:.0f} s after it)",
@@ -249,6 +251,27 @@ class UpstageOCRTrigger(BaseTrigger):
             event["total_pages"] = info.total_pages
             event["batches"] = len(info.batches)
         return event
+
+
+async def bounded(call: Awaitable[_T], timeout: float) -> _T:
+    """
+    ``call``'s result, or ``asyncio.TimeoutError`` after ``timeout`` seconds (the call cancelled).
+
+    Not ``asyncio.wait_for``: before Python 3.12 it returns the result when the call finishes in
+    the same turn of the loop as a cancel of the caller, and the triggerer's cancel of the
+    trigger (on shutdown or reassignment) is lost.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.wait({task})  # let it finish cancelling; a cancel of ours still propagates
+        raise asyncio.TimeoutError
+    return task.result()
 
 
 def _describe(exc: Exception) -> tuple[str, bool]:
