@@ -127,8 +127,11 @@ async def test_the_triggerer_waits_out_429s_on_the_same_budget(
         UpstageRateLimitError, match=r"kept answering 429 for \d+ s\b.*past rate_limit_budget=100 s"
     ):
         await hook.aget_request("00000000-0000-4000-8000-000000000000")
-    # 30-37.5 s each, the last one cut to the budget's end: a fourth would pass the budget.
-    assert len(clock.waits) == 3
+    # 30-37.5 s each (the jitter is random), the last one cut to the budget's end; it gives up
+    # once what is left of the budget is shorter than the 30 s the API asks for.
+    assert len(clock.waits) in (2, 3)
+    assert sum(clock.waits) <= 100
+    assert 100 - sum(clock.waits) < 30
     assert all(30 <= wait <= 37.5 for wait in clock.waits)  # a cut wait is still >= Retry-After
 
 
