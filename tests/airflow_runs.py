@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 
 @contextlib.contextmanager
 def _keep_run(run_id: str) -> Iterator[None]:
@@ -49,3 +51,33 @@ def rerun(dag: Any, run_id: str, logical_date: Any, run_after: Any = None) -> An
     """Clear every task instance of the run and run them again on it; returns the run."""
     with _keep_run(run_id):
         return dag.test(logical_date=logical_date, run_after=run_after or logical_date)
+
+
+@pytest.fixture(params=["task_state_store", "variables"])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where the ledger lives: Airflow 3.3's task state store, or (3.1/3.2) Variables.
+
+    Airflow 3.1/3.2 have no task state store; ``variables`` takes it out of every task context.
+    """
+    if request.param == "variables":
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        original = RuntimeTaskInstance.get_template_context
+
+        def without_store(self: Any) -> Any:
+            context = original(self)
+            context.pop("task_state_store", None)
+            return context
+
+        monkeypatch.setattr(RuntimeTaskInstance, "get_template_context", without_store)
+    return str(request.param)
+
+
+def variables() -> int:
+    """How many Airflow Variables exist (the ledger's fallback store leaves none behind)."""
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return int(session.scalar(select(func.count()).select_from(Variable)) or 0)

@@ -105,3 +105,32 @@ def wait_done(hook: UpstageOCRHook, request_id: str, timeout: float = 30.0) -> R
             return info
         assert time.monotonic() < deadline, f"request still {info.progress()}"
         time.sleep(0.05)
+
+
+def image_pdf(pages: int, side: int = 300) -> bytes:
+    """A PDF whose every page holds its own incompressible JPEG of about ``side * side`` bytes."""
+    import io
+    import os
+
+    import pypdfium2 as pdfium
+    from PIL import Image
+
+    from upstage_provider.documents import PDFIUM_LOCK
+
+    with PDFIUM_LOCK:
+        pdf = pdfium.PdfDocument.new()
+        try:
+            for _ in range(pages):
+                buffer = io.BytesIO()
+                Image.frombytes("L", (side, side), os.urandom(side * side)).save(buffer, "JPEG", quality=95)
+                page = pdf.new_page(612, 792)
+                image = pdfium.PdfImage.new(pdf)
+                image.load_jpeg(io.BytesIO(buffer.getvalue()), inline=True)
+                image.set_matrix(pdfium.PdfMatrix().scale(300, 300))
+                page.insert_obj(image)
+                page.gen_content()
+            out = io.BytesIO()
+            pdf.save(out)
+        finally:
+            pdf.close()
+    return out.getvalue()

@@ -9,39 +9,16 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from tests.emulator_fixtures import image_pdf
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from upstage_provider.columnar import OCRBatch
 from upstage_provider.documents import (
     MAX_ASYNC_PAGES,
-    PDFIUM_LOCK,
     DocumentTooLargeError,
     load_document,
 )
 from upstage_provider.documents.split import needs_split, split_document
 from upstage_provider.parts import at_document_pages
-
-
-def image_pdf(pages: int, side: int = 300) -> bytes:
-    """Pages that each hold their own incompressible JPEG of about ``side * side`` bytes."""
-    import pypdfium2 as pdfium
-
-    with PDFIUM_LOCK:
-        pdf = pdfium.PdfDocument.new()
-        try:
-            for _ in range(pages):
-                buffer = io.BytesIO()
-                Image.frombytes("L", (side, side), os.urandom(side * side)).save(buffer, "JPEG", quality=95)
-                page = pdf.new_page(612, 792)
-                image = pdfium.PdfImage.new(pdf)
-                image.load_jpeg(io.BytesIO(buffer.getvalue()), inline=True)
-                image.set_matrix(pdfium.PdfMatrix().scale(300, 300))
-                page.insert_obj(image)
-                page.gen_content()
-            out = io.BytesIO()
-            pdf.save(out)
-        finally:
-            pdf.close()
-    return out.getvalue()
 
 
 def tiff(frames: int, sizes: list[tuple[int, int]] | None = None) -> bytes:

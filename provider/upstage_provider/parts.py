@@ -75,23 +75,16 @@ class PartRequest:
             "document_sha256": self.document_sha256,
         }
 
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> PartRequest:
-        return cls(**{name: value[name] for name in cls.__dataclass_fields__})
-
 
 def part_ledger(
     context: Mapping[str, Any],
     document_sha256: str,
-    part: DocumentPart | PartRequest,
+    part: DocumentPart,
     model: str,
     retention: timedelta = DEFAULT_RETENTION,
 ) -> Ledger:
     """The ledger entry of one part: the whole document's hash, with the part's index and range."""
-    if isinstance(part, DocumentPart):
-        key = f"{part.index}/{part.count}|{part.first_page}-{part.last_page}"
-    else:
-        key = f"{part.part}/{part.parts}|{part.first_page}-{part.last_page}"
+    key = f"{part.index}/{part.count}|{part.first_page}-{part.last_page}"
     return Ledger(context, document_sha256, model, retention, part=key)
 
 

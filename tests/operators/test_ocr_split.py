@@ -18,9 +18,11 @@ import pyarrow.dataset as pads
 import pytest
 from PIL import Image
 
+from tests.airflow_runs import variables
+from tests.emulator_fixtures import image_pdf
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from tests.fault_proxy import FaultProxy, Rule
-from upstage_provider.documents import MAX_ASYNC_PAGES, MAX_FILE_BYTES, PDFIUM_LOCK
+from upstage_provider.documents import MAX_ASYNC_PAGES, MAX_FILE_BYTES
 from upstage_provider.emulator import limits as emulator_limits
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
@@ -118,31 +120,6 @@ def failures(out: str) -> list[str]:
     ]
 
 
-def image_pdf(pages: int, jpeg_bytes: int = 500_000) -> bytes:
-    """A PDF whose every page holds its own incompressible JPEG of about ``jpeg_bytes``."""
-    import pypdfium2 as pdfium
-
-    side = int((jpeg_bytes * 1.0) ** 0.5)
-    with PDFIUM_LOCK:
-        pdf = pdfium.PdfDocument.new()
-        try:
-            for index in range(pages):
-                noise = Image.frombytes("L", (side, side), os.urandom(side * side))
-                buffer = io.BytesIO()
-                noise.save(buffer, "JPEG", quality=95)
-                page = pdf.new_page(612, 792)
-                image = pdfium.PdfImage.new(pdf)
-                image.load_jpeg(io.BytesIO(buffer.getvalue()), inline=True)
-                image.set_matrix(pdfium.PdfMatrix().scale(400, 400).translate(100, 200 + index % 50))
-                page.insert_obj(image)
-                page.gen_content()
-            out = io.BytesIO()
-            pdf.save(out)
-        finally:
-            pdf.close()
-    return out.getvalue()
-
-
 def test_the_emulator_takes_parts_at_the_limits_the_provider_splits_to() -> None:
     assert emulator_limits.MAX_ASYNC_PAGES == MAX_ASYNC_PAGES == 1000
     assert emulator_limits.MAX_FILE_BYTES == MAX_FILE_BYTES
@@ -170,7 +147,7 @@ def test_a_60_mb_pdf_is_split_into_parts_under_50_mb_and_lands_whole(
     emulator: EmulatorServer, connect: Callable[..., str], run: Callable[..., Any], tmp_path: Path
 ) -> None:
     connect(emulator.url, conn_id="upstage_split")
-    data = image_pdf(130)
+    data = image_pdf(130, side=707)  # about 500 KB of incompressible JPEG a page
     assert len(data) >= 60 * 2**20  # 60 MB in 130 pages, far under 1,000
     done = run("upstage_split_one_task", data, "heavy scan.pdf", DEFERRABLE="0")
     assert done.state == "success"
@@ -198,32 +175,6 @@ def test_a_failed_part_fails_the_task_with_its_page_range_and_lands_nothing(
     assert len(errors) == 1, errors  # permanent: not retried
     assert "part 1/2 (pages 1-1000) of scan.pdf failed" in errors[0], errors
     assert not (tmp_path / "lake" / "pages").exists() or not list((tmp_path / "lake" / "pages").iterdir())
-
-
-@pytest.fixture(params=["task_state_store", "variables"])
-def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Where the ledger lives: Airflow 3.3's task state store, or (3.1/3.2) Variables."""
-    if request.param == "variables":
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        original = RuntimeTaskInstance.get_template_context
-
-        def without_store(self: Any) -> Any:
-            context = original(self)
-            context.pop("task_state_store", None)
-            return context
-
-        monkeypatch.setattr(RuntimeTaskInstance, "get_template_context", without_store)
-    return str(request.param)
-
-
-def variables() -> int:
-    from airflow.models.variable import Variable
-    from airflow.utils.session import create_session
-    from sqlalchemy import func, select
-
-    with create_session() as session:
-        return int(session.scalar(select(func.count()).select_from(Variable)) or 0)
 
 
 def test_a_retry_after_a_crash_between_part_submissions_pays_once_per_part(

@@ -18,9 +18,9 @@ from typing import Any
 
 import pyarrow.dataset as pads
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from tests.airflow_runs import rerun
+from tests.airflow_runs import rerun, variables
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from tests.fault_proxy import FaultProxy, Rule
 from tests.reliability.conftest import load_dag
@@ -72,14 +72,6 @@ def configure(monkeypatch: pytest.MonkeyPatch, docs: list[Path], lake: Path, **e
 
 def uploading(name: str) -> Callable[[Any], bool]:
     return lambda call: f'filename="{name}"'.encode() in call.body
-
-
-def variables() -> int:
-    from airflow.models.variable import Variable
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        return int(session.scalar(select(func.count()).select_from(Variable)) or 0)
 
 
 def ledger_entries(run_id: str) -> list[dict[str, Any]]:
@@ -145,26 +137,6 @@ def assert_each_document_landed_as_itself(lake: Path, docs: list[Path]) -> dict[
     requests = [r for e in found.values() for r in e["requests"]]
     assert len(set(requests)) == len(requests), "two documents landed from one request"
     return found
-
-
-@pytest.fixture(params=["task_state_store", "variables"])
-def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Where the ledger lives: Airflow 3.3's task state store, or (3.1/3.2) Variables.
-
-    Airflow 3.1/3.2 have no task state store; ``variables`` takes it out of every task context.
-    """
-    if request.param == "variables":
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        original = RuntimeTaskInstance.get_template_context
-
-        def without_store(self: Any) -> Any:
-            context = original(self)
-            context.pop("task_state_store", None)
-            return context
-
-        monkeypatch.setattr(RuntimeTaskInstance, "get_template_context", without_store)
-    return str(request.param)
 
 
 # --- where the ledger lives, and that it cleans up -------------------------------------------------

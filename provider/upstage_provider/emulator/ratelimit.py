@@ -27,9 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from upstage_provider import documents
-from upstage_provider.emulator.limits import PDFIUM_LOCK, shown_name
-from upstage_provider.exceptions import DocumentError
+from upstage_provider.emulator.errors import ApiError
+from upstage_provider.emulator.limits import check_pages
 
 #: The limits, each with the window it counts over, in seconds.
 WINDOWS: dict[str, float] = {"rps": 1.0, "rpm": 60.0, "ppm": 60.0}
@@ -149,13 +148,11 @@ class RateLimiter:
 
 def billed_pages(data: bytes, fmt: Any, filename: str) -> int:
     """
-    The pages a call is counted for under PPM: the document's page count, without rendering it;
-    1 when it is unknown before OCR (office formats) or the file cannot be read (the call fails
-    later with its own error).
+    The pages a call is counted for under PPM: the document's page count, as the limits count it
+    (without rendering); 1 when it is unknown before OCR (office formats) or the document breaks a
+    limit (the call fails later with its own error).
     """
     try:
-        with PDFIUM_LOCK:
-            sizes = documents.inspect_pages(data, fmt, shown_name(filename))
-    except DocumentError:
+        return check_pages(data, fmt, filename, sync=False) or 1
+    except ApiError:
         return 1
-    return max(1, len(sizes)) if sizes is not None else 1

@@ -143,10 +143,10 @@ class UpstageOCRSubmitOperator(BaseOperator):
                 "document_sha256": r.document_sha256,
                 "model": self.model,
                 "pages": r.page_count,
-                "ledger_variable": part_ledger(context, doc.sha256, r, self.model).variable_key,
+                "ledger_variable": part_ledger(context, doc.sha256, part, self.model).variable_key,
                 "first_page": r.first_page,
             }
-            for r in requests
+            for part, r in zip(parts, requests, strict=True)
         ]
         context["ti"].xcom_push(key=DOCUMENT_XCOM_KEY, value=handoffs)
         return [r.to_json() for r in requests]
@@ -467,7 +467,7 @@ class UpstageOCROperator(BaseOperator):
             outlets=self.outlets,
         )
 
-    def _part_ledger(self, context: Context, sha256: str, part: DocumentPart | PartRequest) -> Ledger:
+    def _part_ledger(self, context: Context, sha256: str, part: DocumentPart) -> Ledger:
         return part_ledger(context, sha256, part, self.model, self._retention())
 
     def _forget_parts(self, context: Context, sha256: str, parts: list[DocumentPart]) -> None:

@@ -27,7 +27,7 @@ from upstage_provider.compat import AirflowNotFoundException
 from upstage_provider.events import EventStatus, OCREvent
 from upstage_provider.exceptions import UpstageConnectionError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
-from upstage_provider.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, Progress
+from upstage_provider.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, Progress, check_intervals
 from upstage_provider.status import RequestInfo, RequestState
 
 _T = TypeVar("_T")
@@ -107,7 +107,7 @@ class UpstageOCRTrigger(BaseTrigger):
         self.max_poll_interval = float(max_poll_interval)
         self.adaptive_polling = bool(adaptive_polling)
         self.started_at = time.time() if started_at is None else float(started_at)
-        self._schedule()  # bad intervals fail here, at deferral, not in the triggerer
+        check_intervals(self.poll_interval, self.max_poll_interval)  # at deferral, not in the triggerer
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
