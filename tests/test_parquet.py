@@ -81,8 +81,11 @@ def multi_page(samples_dir: Path) -> Sample:
 
 
 def per_page(result: OCRResult) -> list[OCRResult]:
-    """The sync result split the way an async request arrives: one OCRResult per batch."""
-    return [dataclasses.replace(result, pages=(page,), text=page.text) for page in result.pages]
+    """The sync result split the way an async request arrives: one OCRResult per batch, each
+    billing its own page (as every batch's ``numBilledPages`` counts its own pages)."""
+    return [
+        dataclasses.replace(result, pages=(page,), text=page.text, billed_pages=1) for page in result.pages
+    ]
 
 
 def write(results: Any, out: Any, meta: DocumentMeta, processed_at: datetime = PROCESSED_AT) -> WriteSummary:
@@ -133,6 +136,7 @@ def test_pages_schema_is_the_public_contract() -> None:
         ("confidence", "double"),
         ("word_count", "int32"),
         ("processed_at", "timestamp[us, tz=UTC]"),
+        ("billed_pages", "int32"),
     ]
 
 
@@ -246,10 +250,18 @@ def reference_batches(
             "confidence": page.confidence,
             "word_count": len(page.words),
             "processed_at": processed_at,
+            "billed_pages": reference_billed(result.billed_pages, index, len(result.pages)),
         }
-        for page in result.pages
+        for index, page in enumerate(result.pages)
     ]
     return pa.Table.from_pylist(words, schema=WORDS_SCHEMA), pa.Table.from_pylist(pages, schema=PAGES_SCHEMA)
+
+
+def reference_billed(billed: int | None, index: int, pages: int) -> int | None:
+    """docs/parquet.md's rule, page by page: 1 while the count lasts, the excess on the last page."""
+    if billed is None:
+        return None
+    return (1 if index < billed else 0) + (max(0, billed - pages) if index == pages - 1 else 0)
 
 
 @pytest.mark.parametrize("request_id", [None, "req-42"])
