@@ -468,6 +468,65 @@ def test_metadata_compression_and_log(
     )
 
 
+# --- billed pages --------------------------------------------------------------------------------
+
+
+def billed_sum(uri: str) -> Any:
+    """What a data engineer asks the pages table: ``SELECT sum(billed_pages)``."""
+    return duckdb.execute("select sum(billed_pages) from read_parquet(?)", [uri]).fetchall()[0][0]
+
+
+@pytest.mark.parametrize(
+    ("billed", "expected", "column"),
+    [
+        ((1, 1, 1), 3, [1, 1, 1]),  # every batch bills its page: what the API does
+        ((3, None, None), 3, [3, None, None]),  # two batches without a count: unknown, not zero
+        ((2, 0, 4), 6, [2, 0, 4]),  # a batch billing more than its page: the excess stays on it
+        ((None, None, None), None, [None, None, None]),
+    ],
+)
+def test_billed_pages_are_summed_over_batches_into_summary_footer_and_column(
+    multi_page: Sample,
+    tmp_path: Path,
+    billed: tuple[int | None, ...],
+    expected: int | None,
+    column: list[Any],
+) -> None:
+    batches = [
+        dataclasses.replace(b, billed_pages=n)
+        for b, n in zip(per_page(multi_page.result), billed, strict=True)
+    ]
+    summary = write(batches, tmp_path, multi_page.meta)
+    assert summary.billed_pages == expected
+    assert pq.read_table(summary.pages_uri).column("billed_pages").to_pylist() == column
+    assert billed_sum(summary.pages_uri) == expected  # SQL's SUM skips nulls, as the summary does
+    for uri in (summary.words_uri, summary.pages_uri):
+        footer = pq.read_metadata(uri).metadata
+        if expected is None:
+            assert b"upstage.billed_pages" not in footer  # absent: no response said
+        else:
+            assert footer[b"upstage.billed_pages"] == str(expected).encode()
+    assert "billed_pages" not in pq.read_schema(summary.words_uri).names  # a pages fact only
+
+
+def test_a_sync_result_bills_its_pages_once(multi_page: Sample, tmp_path: Path) -> None:
+    assert multi_page.result.billed_pages == multi_page.raw["numBilledPages"] == 3
+    summary = write([multi_page.result], tmp_path, multi_page.meta)
+    assert summary.billed_pages == 3
+    assert pq.read_table(summary.pages_uri).column("billed_pages").to_pylist() == [1, 1, 1]
+
+
+def test_billed_pages_of_a_day_are_one_sum_over_the_partition(samples_dir: Path, tmp_path: Path) -> None:
+    """``SELECT sum(billed_pages) FROM pages WHERE ds=...``: the day's bill, whatever the documents."""
+    day = tmp_path / "ds=2026-11-24"
+    summaries = [write([s.result], day, s.meta) for s in (load_sample(samples_dir, n) for n in SAMPLES)]
+    ((total,),) = duckdb.execute(
+        "select sum(billed_pages) from read_parquet(?, hive_partitioning = true) where ds = '2026-11-24'",
+        [f"{tmp_path}/*/pages/*.parquet"],
+    ).fetchall()
+    assert total == sum(s.billed_pages or 0 for s in summaries) == 1 + 1 + 3 + 1
+
+
 def test_model_version_known_only_later_goes_to_the_footer(multi_page: Sample, tmp_path: Path) -> None:
     first, *rest = per_page(multi_page.result)
     batches = [dataclasses.replace(first, model_version=None), *rest]

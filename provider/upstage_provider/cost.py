@@ -21,7 +21,7 @@ __all__ = ["PRICE_EXTRA", "billed_note", "billed_pages_column", "check_price", "
 #: The connection extra holding the price of one billed page.
 PRICE_EXTRA = "price_per_page"
 #: An estimate is rounded to a millionth of the currency unit: below any real invoice's precision,
-#: far above float noise (1,000 x 0.0015 is 1.5000000000000002 in floating point).
+#: far above float noise (3 x 0.0015 is 0.0045000000000000005 in floating point).
 COST_DECIMALS = 6
 
 
@@ -88,10 +88,10 @@ def billed_note(billed_pages: int | None, price_per_page: float | None) -> str:
 
 
 def _amount(value: float) -> str:
-    """Two decimals from 1 up; below that two significant digits, so 3 pages do not read 0.00."""
+    """Two decimals from 1 up; below that the estimate as it is, so 3 pages do not read 0.00."""
     if value >= 1 or value == 0:
         return f"{value:,.2f}"
-    return _plain(float(f"{value:.2g}"))
+    return _plain(value)
 
 
 def _plain(value: float) -> str:
