@@ -67,6 +67,7 @@ def test_recorded_samples_take_the_fast_path_and_match(name: str, samples_dir: P
     assert batch is not None
     assert batch.fast, "the recorded shape must not fall back to the reference parser"
     assert batch.words.num_rows == sum(len(p["words"]) for p in json.loads(data)["pages"])
+    assert batch.billed_pages == json.loads(data)["numBilledPages"] == batch.page_count
     compact = json.dumps(json.loads(data), ensure_ascii=False, separators=(",", ":")).encode()
     assert assert_same(compact) is not None
 
@@ -404,3 +405,46 @@ def test_parquet_files_equal_those_of_the_reference_conversion(samples_dir: Path
             want.replace_schema_metadata(_without_write_id(want)), check_metadata=True
         ), kind
         assert got.num_rows > 0
+    billed = sum(json.loads(d)["numBilledPages"] for d in blobs)
+    assert fast.billed_pages == slow.billed_pages == billed == 6
+    pages = pq.read_table(fast.pages_uri.removeprefix("file://"))
+    assert pages.column("billed_pages").to_pylist() == [1] * 6  # not an all-null column that trivially agrees
+
+
+@pytest.mark.parametrize(
+    ("billed", "column"),
+    [
+        ({"numBilledPages": 3}, [1, 1, 1]),
+        ({"numBilledPages": 2}, [1, 1, 0]),
+        ({"numBilledPages": 5}, [1, 1, 3]),
+        ({"numBilledPages": 0}, [0, 0, 0]),
+        ({}, [None, None, None]),
+        ({"numBilledPages": None}, [None, None, None]),
+        ({"usage": {"pages": 3}}, [1, 1, 1]),
+    ],
+)
+def test_both_conversions_give_the_same_billed_pages_column(
+    samples_dir: Path, billed: Json, column: list[int | None]
+) -> None:
+    """The pages table's ``billed_pages`` is the same from bytes, from the reference and from dataclasses."""
+    from upstage_provider.parquet import DocumentMeta, result_batches
+
+    raw = json.loads((samples_dir / "multi_page.ocr.json").read_bytes())
+    del raw["numBilledPages"]
+    raw.update(billed)
+    data = json.dumps(raw).encode()
+    meta = DocumentMeta(document_uri="s3://bucket/in/doc.pdf", document_sha256="a" * 64, request_id="r1")
+    stamp = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    fast = parse_ocr_batch(data, start_page=11, end_page=13)
+    assert fast.fast
+    tables = [
+        result_batches(parsed, meta, stamp)[1]
+        for parsed in (
+            fast,
+            reference(data, start_page=11, end_page=13),
+            parse_ocr_response(data, start_page=11),
+        )
+    ]
+    assert tables[0].column("billed_pages").to_pylist() == column
+    assert tables[0].equals(tables[1])
+    assert tables[0].equals(tables[2])

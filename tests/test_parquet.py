@@ -81,8 +81,11 @@ def multi_page(samples_dir: Path) -> Sample:
 
 
 def per_page(result: OCRResult) -> list[OCRResult]:
-    """The sync result split the way an async request arrives: one OCRResult per batch."""
-    return [dataclasses.replace(result, pages=(page,), text=page.text) for page in result.pages]
+    """The sync result split the way an async request arrives: one OCRResult per batch, each
+    billing its own page (as every batch's ``numBilledPages`` counts its own pages)."""
+    return [
+        dataclasses.replace(result, pages=(page,), text=page.text, billed_pages=1) for page in result.pages
+    ]
 
 
 def write(results: Any, out: Any, meta: DocumentMeta, processed_at: datetime = PROCESSED_AT) -> WriteSummary:
@@ -133,6 +136,7 @@ def test_pages_schema_is_the_public_contract() -> None:
         ("confidence", "double"),
         ("word_count", "int32"),
         ("processed_at", "timestamp[us, tz=UTC]"),
+        ("billed_pages", "int32"),
     ]
 
 
@@ -246,10 +250,18 @@ def reference_batches(
             "confidence": page.confidence,
             "word_count": len(page.words),
             "processed_at": processed_at,
+            "billed_pages": reference_billed(result.billed_pages, index, len(result.pages)),
         }
-        for page in result.pages
+        for index, page in enumerate(result.pages)
     ]
     return pa.Table.from_pylist(words, schema=WORDS_SCHEMA), pa.Table.from_pylist(pages, schema=PAGES_SCHEMA)
+
+
+def reference_billed(billed: int | None, index: int, pages: int) -> int | None:
+    """docs/parquet.md's rule, page by page: 1 while the count lasts, the excess on the last page."""
+    if billed is None:
+        return None
+    return (1 if index < billed else 0) + (max(0, billed - pages) if index == pages - 1 else 0)
 
 
 @pytest.mark.parametrize("request_id", [None, "req-42"])
@@ -454,6 +466,65 @@ def test_metadata_compression_and_log(
         "334 words" in r.getMessage() and "3 pages" in r.getMessage() and "2 files" in r.getMessage()
         for r in caplog.records
     )
+
+
+# --- billed pages --------------------------------------------------------------------------------
+
+
+def billed_sum(uri: str) -> Any:
+    """What a data engineer asks the pages table: ``SELECT sum(billed_pages)``."""
+    return duckdb.execute("select sum(billed_pages) from read_parquet(?)", [uri]).fetchall()[0][0]
+
+
+@pytest.mark.parametrize(
+    ("billed", "expected", "column"),
+    [
+        ((1, 1, 1), 3, [1, 1, 1]),  # every batch bills its page: what the API does
+        ((3, None, None), 3, [3, None, None]),  # two batches without a count: unknown, not zero
+        ((2, 0, 4), 6, [2, 0, 4]),  # a batch billing more than its page: the excess stays on it
+        ((None, None, None), None, [None, None, None]),
+    ],
+)
+def test_billed_pages_are_summed_over_batches_into_summary_footer_and_column(
+    multi_page: Sample,
+    tmp_path: Path,
+    billed: tuple[int | None, ...],
+    expected: int | None,
+    column: list[Any],
+) -> None:
+    batches = [
+        dataclasses.replace(b, billed_pages=n)
+        for b, n in zip(per_page(multi_page.result), billed, strict=True)
+    ]
+    summary = write(batches, tmp_path, multi_page.meta)
+    assert summary.billed_pages == expected
+    assert pq.read_table(summary.pages_uri).column("billed_pages").to_pylist() == column
+    assert billed_sum(summary.pages_uri) == expected  # SQL's SUM skips nulls, as the summary does
+    for uri in (summary.words_uri, summary.pages_uri):
+        footer = pq.read_metadata(uri).metadata
+        if expected is None:
+            assert b"upstage.billed_pages" not in footer  # absent: no response said
+        else:
+            assert footer[b"upstage.billed_pages"] == str(expected).encode()
+    assert "billed_pages" not in pq.read_schema(summary.words_uri).names  # a pages fact only
+
+
+def test_a_sync_result_bills_its_pages_once(multi_page: Sample, tmp_path: Path) -> None:
+    assert multi_page.result.billed_pages == multi_page.raw["numBilledPages"] == 3
+    summary = write([multi_page.result], tmp_path, multi_page.meta)
+    assert summary.billed_pages == 3
+    assert pq.read_table(summary.pages_uri).column("billed_pages").to_pylist() == [1, 1, 1]
+
+
+def test_billed_pages_of_a_day_are_one_sum_over_the_partition(samples_dir: Path, tmp_path: Path) -> None:
+    """``SELECT sum(billed_pages) FROM pages WHERE ds=...``: the day's bill, whatever the documents."""
+    day = tmp_path / "ds=2026-11-24"
+    summaries = [write([s.result], day, s.meta) for s in (load_sample(samples_dir, n) for n in SAMPLES)]
+    ((total,),) = duckdb.execute(
+        "select sum(billed_pages) from read_parquet(?, hive_partitioning = true) where ds = '2026-11-24'",
+        [f"{tmp_path}/*/pages/*.parquet"],
+    ).fetchall()
+    assert total == sum(s.billed_pages or 0 for s in summaries) == 1 + 1 + 3 + 1
 
 
 def test_model_version_known_only_later_goes_to_the_footer(multi_page: Sample, tmp_path: Path) -> None:

@@ -40,3 +40,16 @@ def test_every_field_the_hook_reads_is_on_the_form() -> None:
     hidden = set(conn["ui-field-behaviour"]["hidden-fields"])
     read = {"host", "port", "password"}  # UpstageOCRHook._base_url and _key_of
     assert not read & hidden
+
+
+def test_the_price_is_on_the_form_without_a_default(connect: Callable[..., str]) -> None:
+    """A price is the user's contract's: the form offers the field, the provider never guesses one."""
+    (conn,) = get_provider_info()["connection-types"]
+    field = conn["conn-fields"]["price_per_page"]
+    assert "default" not in field["schema"]
+    assert field["schema"]["type"] == ["number", "null"]
+    assert field["schema"]["minimum"] == 0
+    assert "currency" in field["description"]
+    assert hook_module.UpstageOCRHook(connect("http://127.0.0.1:9")).price_per_page is None
+    with_price = connect("http://127.0.0.1:9", price_per_page=0.0015)
+    assert hook_module.UpstageOCRHook(with_price).price_per_page == 0.0015

@@ -87,6 +87,11 @@ class RequestNotCompletedError(NotAskedError):
     """Results asked for before the request completed; wait for it (a sensor) first."""
 
 
+class InvalidConnectionExtraError(NotAskedError, ValueError):
+    """A connection extra the provider cannot use (a ``price_per_page`` that is not a price);
+    found before any OCR call, fixed in the connection."""
+
+
 # --- the API's answers --------------------------------------------------------------------------
 
 

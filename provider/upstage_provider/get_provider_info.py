@@ -70,6 +70,13 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Parallel batch downloads",
                         "schema": {"type": ["integer", "null"], "default": DEFAULT_DOWNLOAD_CONCURRENCY},
                     },
+                    # No default: a price is the user's contract's, never the provider's guess.
+                    "price_per_page": {
+                        "label": "Price per billed page (optional)",
+                        "description": "In your Upstage contract's currency, e.g. 0.0015; adds "
+                        "estimated_cost to every landed summary and asset event.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
                 },
             }
         ],

@@ -13,6 +13,7 @@ from typing import Any
 
 from upstage_provider.columnar import OCRBatch
 from upstage_provider.compat import AirflowFailException
+from upstage_provider.cost import billed_note, estimated_cost
 from upstage_provider.events import airflow_error
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
@@ -22,6 +23,9 @@ from upstage_provider.parquet import DocumentMeta, WriteSummary, write_ocr_parqu
 from upstage_provider.status import RequestInfo
 
 log = logging.getLogger(__name__)
+
+#: The summary's cost keys, copied to the asset event's extra when present.
+COST_KEYS = ("billed_pages", "estimated_cost", "price_per_page")
 
 
 def land_request(
@@ -45,6 +49,7 @@ def land_request(
             meta=meta,
             context=context,
             outlets=outlets,
+            price_per_page=landing_price(hook),
         )
     except UpstageError as exc:
         raise airflow_error(exc) from None
@@ -57,38 +62,54 @@ def land(
     meta: DocumentMeta,
     context: Mapping[str, Any],
     outlets: Iterable[Any] = (),
+    price_per_page: float | None = None,
 ) -> dict[str, Any]:
-    """Write Parquet, tell Airflow about it, and return the small summary that goes to XCom."""
+    """Write Parquet, tell Airflow about it, and return the small summary that goes to XCom.
+
+    ``price_per_page`` (the connection's extra) adds the estimated cost to the summary.
+    """
     summary = write_ocr_parquet(results, output_uri=location(output_uri), meta=meta)
     log.info(
-        "Wrote %d words, %d pages for %s in %.2f s: %s, %s",
+        "Wrote %d words, %d pages for %s in %.2f s, %s: %s, %s",
         summary.words,
         summary.pages,
         meta.document_uri,
         summary.seconds,
+        billed_note(summary.billed_pages, price_per_page),
         summary.words_uri,
         summary.pages_uri,
     )
-    result = summarize(summary, meta.request_id)
+    result = summarize(summary, meta.request_id, price_per_page=price_per_page)
     emit_asset_events(context, outlets, result)
     # Lineage (OpenLineage facets for the document and the two Parquet files) belongs here too,
     # next to the asset events: both tell Airflow what this write produced.
     return result
 
 
-def summarize(summary: WriteSummary, request_id: str | None) -> dict[str, Any]:
-    """The task's return value: URIs and counts, never the data."""
-    return {
+def summarize(
+    summary: WriteSummary, request_id: str | None, *, price_per_page: float | None = None
+) -> dict[str, Any]:
+    """The task's return value: URIs and counts, never the data.
+
+    ``billed_pages`` is always there (None when the API reported no count); ``estimated_cost``
+    and ``price_per_page`` only when the connection has a price.
+    """
+    result: dict[str, Any] = {
         "request_id": request_id,
         "words_uri": summary.words_uri,
         "pages_uri": summary.pages_uri,
         "pages": summary.pages,
         "words": summary.words,
+        "billed_pages": summary.billed_pages,
     }
+    if price_per_page is not None:
+        result["estimated_cost"] = estimated_cost(summary.billed_pages, price_per_page)
+        result["price_per_page"] = price_per_page
+    return result
 
 
 def emit_asset_events(context: Mapping[str, Any], outlets: Iterable[Any], result: Mapping[str, Any]) -> None:
-    """Attach the run's facts (request id, pages, words) to each outlet asset's event."""
+    """Attach the run's facts (request id, pages, words, billed pages, cost) to each outlet asset's event."""
     outlets = list(outlets)
     if not outlets:
         return
@@ -96,8 +117,33 @@ def emit_asset_events(context: Mapping[str, Any], outlets: Iterable[Any], result
     if events is None:
         return
     extra = {"request_id": result["request_id"], "pages": result["pages"], "words": result["words"]}
+    extra.update({key: result[key] for key in COST_KEYS if key in result})
     for outlet in outlets:
         try:
             events[outlet].extra.update(json.loads(json.dumps(extra)))
         except (KeyError, TypeError, AttributeError):  # not an asset (e.g. an alias we cannot fill)
             log.debug("Outlet %r takes no asset event extra", outlet)
+
+
+# --- the price ---------------------------------------------------------------------------------
+
+
+def check_price_per_page(conn_id: str) -> float | None:
+    """The connection's price, read when a task starts: a bad one fails it before any OCR call."""
+    try:
+        return UpstageOCRHook(conn_id).price_per_page
+    except UpstageError as exc:
+        raise airflow_error(exc) from None
+
+
+def landing_price(hook: UpstageOCRHook) -> float | None:
+    """The price when landing, after OCR that is paid for: one made bad meanwhile only drops the estimate.
+
+    The task checked it when it started (:func:`check_price_per_page`); failing now would throw
+    away results already billed, for the sake of an estimate.
+    """
+    try:
+        return hook.price_per_page
+    except UpstageError as exc:
+        log.warning("%s; landing without an estimated cost", exc)
+        return None

@@ -29,6 +29,7 @@ from fsspec import AbstractFileSystem
 
 from upstage_provider import __version__
 from upstage_provider.columnar import PAGE_COLUMNS, POLYGON_TYPE, WORD_COLUMNS, OCRBatch, from_result
+from upstage_provider.cost import billed_pages_column
 from upstage_provider.exceptions import ParquetPairMismatchError, ParquetWriteError
 from upstage_provider.models import OCRResult
 from upstage_provider.publish import METADATA_PREFIX as METADATA_PREFIX
@@ -74,7 +75,8 @@ def _schema(columns: pa.Schema) -> pa.Schema:
 
 
 WORDS_SCHEMA: pa.Schema = _schema(WORD_COLUMNS)
-PAGES_SCHEMA: pa.Schema = _schema(PAGE_COLUMNS)
+#: Columns added after the first release go at the end (``docs/parquet.md``, "Schema").
+PAGES_SCHEMA: pa.Schema = _schema(PAGE_COLUMNS).append(pa.field("billed_pages", pa.int32()))
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class WriteSummary:
     model_version: str | None
     #: ``upstage.write_id`` in both files' footers: the two files belong together when it matches.
     write_id: str | None = None
+    #: The responses' ``numBilledPages`` summed; None when no response gave one (``cost``).
+    billed_pages: int | None = None
 
 
 @runtime_checkable
@@ -185,6 +189,8 @@ def _with_document(
         "model_version": _constant(batch.model_version, pa.string(), length),
         "processed_at": _constant(stamp, _TIMESTAMP, length),
     }
+    if "billed_pages" in schema.names:
+        document["billed_pages"] = billed_pages_column(batch.billed_pages, length)
     arrays = [document[name] if name in document else columns.column(name) for name in schema.names]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
@@ -235,11 +241,15 @@ class _Tally:
     words: int = 0
     model_versions: tuple[str, ...] = ()
     api_versions: tuple[str, ...] = ()
+    #: Summed over the responses that gave a count, as SQL's SUM over the column: None if none did.
+    billed_pages: int | None = None
 
     def add(self, result: OCRResult | OCRBatch, words: int, pages: int) -> None:
         self.batches += 1
         self.words += words
         self.pages += pages
+        if result.billed_pages is not None:
+            self.billed_pages = (self.billed_pages or 0) + result.billed_pages
         if result.model_version and result.model_version not in self.model_versions:
             self.model_versions += (result.model_version,)
         if result.api_version and result.api_version not in self.api_versions:
@@ -254,6 +264,8 @@ class _Tally:
             "model_versions": json.dumps(list(self.model_versions)),
             "api_versions": json.dumps(list(self.api_versions)),
         }
+        if self.billed_pages is not None:
+            values["billed_pages"] = str(self.billed_pages)
         if not opened_with_model and self.model_versions:
             values["model_version"] = self.model_versions[0]
         return {METADATA_PREFIX + key: value for key, value in values.items()}
@@ -337,4 +349,5 @@ def write_ocr_parquet(
         seconds=seconds,
         model_version=tally.model_versions[0] if tally.model_versions else None,
         write_id=write_id,
+        billed_pages=tally.billed_pages,
     )

@@ -32,7 +32,7 @@ from upstage_provider.documents import Document
 from upstage_provider.documents.split import DocumentPart
 from upstage_provider.exceptions import DocumentPartError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
-from upstage_provider.landing import land
+from upstage_provider.landing import land, landing_price
 from upstage_provider.ledger import DEFAULT_RETENTION, Ledger, submit_once
 from upstage_provider.parquet import DocumentMeta
 from upstage_provider.status import RequestInfo
@@ -197,31 +197,48 @@ def land_parts(
 
     The summary is ``land``'s with ``request_id`` the parts' ids joined by commas (as the files'
     ``upstage.request_id`` footer has it) and ``parts``: ``[{"request_id", "first_page",
-    "page_count"}, ...]``.
+    "page_count", "billed_pages"}, ...]``, the parts' billed pages summing to the document's.
     """
     meta = DocumentMeta(document_uri, document_sha256, ",".join(r.request_id for r in requests))
+    billed: dict[str, int | None] = {}
     summary = land(
-        _document_batches(hook, requests, known),
+        _document_batches(hook, requests, known, billed),
         output_uri=output_uri,
         meta=meta,
         context=context,
         outlets=outlets,
+        price_per_page=landing_price(hook),
     )
     summary["parts"] = [
-        {"request_id": r.request_id, "first_page": r.first_page, "page_count": r.page_count} for r in requests
+        {
+            "request_id": r.request_id,
+            "first_page": r.first_page,
+            "page_count": r.page_count,
+            "billed_pages": billed.get(r.request_id),
+        }
+        for r in requests
     ]
     return summary
 
 
 def _document_batches(
-    hook: UpstageOCRHook, requests: Sequence[PartRequest], known: Mapping[str, RequestInfo]
+    hook: UpstageOCRHook,
+    requests: Sequence[PartRequest],
+    known: Mapping[str, RequestInfo],
+    billed: dict[str, int | None],
 ) -> Iterator[OCRBatch]:
-    """The parts' batches in page order, renumbered to document pages; a short part raises."""
+    """The parts' batches in page order, renumbered to document pages; a short part raises.
+
+    ``billed`` collects each part's billed pages (None while none of its batches gave a count).
+    """
     for request in requests:
         pages = 0
+        billed[request.request_id] = None
         try:
             for batch in hook.iter_arrow_batches(request.request_id, info=known.get(request.request_id)):
                 pages += batch.page_count
+                if batch.billed_pages is not None:
+                    billed[request.request_id] = (billed[request.request_id] or 0) + batch.billed_pages
                 yield at_document_pages(batch, request.first_page, request.request_id)
         except UpstageError as exc:
             raise DocumentPartError(

@@ -164,7 +164,7 @@ def test_one_task_operator_picks_the_path_and_emits_an_asset_event(
     pages: int,
     path: str,
 ) -> None:
-    connect(emulator.url, conn_id="upstage_default")
+    connect(emulator.url, conn_id="upstage_default", price_per_page=0.0015)
     doc = tmp_path / f"doc-{pages}.pdf"
     doc.write_bytes(make_pdf(pages))
     monkeypatch.setenv("UPSTAGE_TEST_DOCUMENT", str(doc))
@@ -187,6 +187,9 @@ def test_one_task_operator_picks_the_path_and_emits_an_asset_event(
     assert event is not None
     assert event.extra["pages"] == pages
     assert event.extra["words"] == pads.dataset(tmp_path / "out" / "words", format="parquet").count_rows()
+    assert event.extra["billed_pages"] == pages
+    assert event.extra["estimated_cost"] == round(pages * 0.0015, 6)
+    assert event.extra["price_per_page"] == 0.0015
 
 
 def server_counts(server: EmulatorServer) -> dict[str, int]:

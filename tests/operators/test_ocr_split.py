@@ -128,19 +128,24 @@ def test_the_emulator_takes_parts_at_the_limits_the_provider_splits_to() -> None
 def test_a_2500_page_pdf_lands_every_page_once_from_three_requests(
     emulator: EmulatorServer, connect: Callable[..., str], run: Callable[..., Any], tmp_path: Path
 ) -> None:
-    connect(emulator.url, conn_id="upstage_split")
+    connect(emulator.url, conn_id="upstage_split", price_per_page=0.0015)
     done = run("upstage_split_one_task", make_pdf(2500), "archive.pdf")
     assert done.state == "success"
     assert emulator.stats()["submissions"] == 3  # 1,000-page parts are accepted as they are
     assert_landed_once(tmp_path, 2500, parts=3)
     summary = returned(done, "ocr")
     assert summary["pages"] == 2500
-    assert [(p["first_page"], p["page_count"]) for p in summary["parts"]] == [
-        (1, 1000),
-        (1001, 1000),
-        (2001, 500),
+    assert [(p["first_page"], p["page_count"], p["billed_pages"]) for p in summary["parts"]] == [
+        (1, 1000, 1000),
+        (1001, 1000, 1000),
+        (2001, 500, 500),
     ]
     assert summary["request_id"] == ",".join(p["request_id"] for p in summary["parts"])
+    # The parts' batches are billed one by one; the document's bill is their sum, in every place.
+    assert summary["billed_pages"] == 2500
+    assert (summary["estimated_cost"], summary["price_per_page"]) == (3.75, 0.0015)
+    billed = lake_rows(tmp_path, "pages", ["billed_pages"])
+    assert sum(r["billed_pages"] for r in billed) == 2500
 
 
 def test_a_60_mb_pdf_is_split_into_parts_under_50_mb_and_lands_whole(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -195,3 +197,81 @@ def test_the_waiting_schedule_reaches_the_trigger(
 def test_a_schedule_no_trigger_can_keep_fails_when_the_dag_is_parsed(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_poll_interval"):
         sensor("upstage_test", "r-1", tmp_path, max_poll_interval=0)
+
+
+# --- cost: billed pages and the estimate -------------------------------------------------------
+
+
+def test_the_summary_the_asset_event_and_the_log_carry_billed_pages_and_the_cost(
+    emulator: EmulatorServer,
+    connect: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    conn_id = connect(emulator.url, price_per_page=0.0015)
+    request_id, _ = submitted(conn_id, 14)  # two batches: 10 pages, 4 pages
+    wait(conn_id, request_id)
+    asset = Asset("file:///lake/ocr")
+    events = OutletEventAccessors()
+    with caplog.at_level(logging.INFO, logger="upstage_provider.landing"):
+        result = sensor(conn_id, request_id, tmp_path, outlets=[asset]).execute({"outlet_events": events})
+    assert result["billed_pages"] == 14
+    assert result["estimated_cost"] == 0.021
+    assert result["price_per_page"] == 0.0015
+    assert pc.sum(pq.read_table(result["pages_uri"])["billed_pages"]).as_py() == 14
+    assert events[asset].extra == {
+        "request_id": request_id,
+        "pages": 14,
+        "words": result["words"],
+        "billed_pages": 14,
+        "estimated_cost": 0.021,
+        "price_per_page": 0.0015,
+    }
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Wrote ")]
+    assert "billed 14 pages, about 0.021 at 0.0015/page" in line
+
+
+def test_without_a_price_the_summary_has_billed_pages_and_no_cost(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn_id = connect(emulator.url)
+    request_id, _ = submitted(conn_id, 3)
+    wait(conn_id, request_id)
+    with caplog.at_level(logging.INFO, logger="upstage_provider.landing"):
+        result = sensor(conn_id, request_id, tmp_path, deferrable=False, timeout=60).execute({})
+    assert result["billed_pages"] == 3
+    assert "estimated_cost" not in result
+    assert "price_per_page" not in result
+    assert any("billed 3 pages:" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("price", ["abc", -0.0015, True])
+def test_a_bad_price_fails_the_sensor_before_it_waits(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path, price: Any
+) -> None:
+    request_id, _ = submitted(connect(emulator.url), 3)
+    bad = connect(emulator.url, conn_id="upstage_bad_price", price_per_page=price)
+    before = emulator.stats()["endpoints"].get("status", {}).get("total", 0)
+    with pytest.raises(AirflowFailException, match="connection 'upstage_bad_price': extra price_per_page is"):
+        sensor(bad, request_id, tmp_path).execute({})
+    assert emulator.stats()["endpoints"].get("status", {}).get("total", 0) == before
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_a_price_made_bad_while_waiting_lands_without_the_estimate(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Results already paid for are never thrown away for the sake of an estimate."""
+    conn_id = connect(emulator.url, price_per_page=0.0015)
+    request_id, _ = submitted(conn_id, 3)
+    op = sensor(conn_id, request_id, tmp_path)
+    wait(conn_id, request_id)
+    connect(emulator.url, price_per_page="abc")  # the connection is edited during the wait
+    with caplog.at_level(logging.WARNING, logger="upstage_provider.landing"):
+        result = op.execute_complete({}, {"status": "success", "request_id": request_id})
+    assert result["billed_pages"] == 3
+    assert "estimated_cost" not in result
+    assert any("landing without an estimated cost" in r.getMessage() for r in caplog.records)

@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 from upstage_provider.api_errors import connection_error, json_object, status_error
 from upstage_provider.api_errors import json_or_none as _json_or_none
 from upstage_provider.columnar import OCRBatch, parse_ocr_batch
+from upstage_provider.cost import PRICE_EXTRA, check_price
 from upstage_provider.documents import Document, load_document, prepare_document, validate_document
 from upstage_provider.exceptions import (
     InvalidRequestIdError,
@@ -76,7 +77,8 @@ class UpstageOCRHook(BaseHook):
     The connection's password is the API key (``UPSTAGE_API_KEY`` is the fallback when it has
     none); its host is the base URL, ``https://api.upstage.ai`` when empty. Extras ``timeout``,
     ``max_retries``, ``rate_limit_budget`` and ``download_concurrency`` tune the client; the
-    constructor's arguments win.
+    constructor's arguments win. The optional extra ``price_per_page`` (:attr:`price_per_page`)
+    adds an estimated cost to what the operators land.
 
     :param conn_id: the ``upstage`` connection to use.
     :param timeout: read timeout in seconds for API calls (sync OCR gets at least 330 s).
@@ -216,6 +218,15 @@ class UpstageOCRHook(BaseHook):
             int,
         )
         return max(1, value)
+
+    @property
+    def price_per_page(self) -> float | None:
+        """The connection's ``price_per_page`` extra (contract currency), None when unset.
+
+        Raises :class:`InvalidConnectionExtraError` for anything but a non-negative number; the
+        operators and the sensor read it when they start, before any OCR call.
+        """
+        return check_price(self._extra(self.connection, PRICE_EXTRA), self.conn_id)
 
     def close(self) -> None:
         if "session" in self.__dict__:

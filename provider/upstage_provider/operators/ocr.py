@@ -15,7 +15,7 @@ from upstage_provider.documents.split import DocumentPart, needs_split, split_do
 from upstage_provider.events import airflow_error, failed_for_good, raise_for_event
 from upstage_provider.exceptions import DocumentError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
-from upstage_provider.landing import land, land_request
+from upstage_provider.landing import check_price_per_page, land, land_request
 from upstage_provider.ledger import (
     DEFAULT_RETENTION,
     DOCUMENT_XCOM_KEY,
@@ -95,6 +95,7 @@ class UpstageOCRSubmitOperator(BaseOperator):
         self.split_long_documents = split_long_documents
 
     def execute(self, context: Context) -> str | list[dict[str, Any]]:
+        check_price_per_page(self.conn_id)  # the sensor lands at this price: a bad one fails before paying
         doc = read_valid_document(self.document, None)
         if needs_split(doc) and not self.split_long_documents:
             raise AirflowFailException(_one_request_refusal(doc))
@@ -187,8 +188,8 @@ class UpstageOCROperator(BaseOperator):
     (a retry reattaches to every part already submitted), waited for one after another (deferring
     on each part still running), then landed as one Parquet set with document pages 1..N. Its
     summary's ``request_id`` joins the parts' ids with commas, and ``parts`` lists
-    ``{"request_id", "first_page", "page_count"}``. A failed part fails the task with the part's
-    page range in the message.
+    ``{"request_id", "first_page", "page_count", "billed_pages"}``. A failed part fails the task
+    with the part's page range in the message.
 
     :param document: local path or object-storage URI.
     :param output_uri: folder (local path or URI) that receives ``words/`` and ``pages/``.
@@ -240,6 +241,7 @@ class UpstageOCROperator(BaseOperator):
         self.adaptive_polling = adaptive_polling
 
     def execute(self, context: Context) -> dict[str, Any] | None:
+        price = check_price_per_page(self.conn_id)
         doc = read_valid_document(self.document, None)
         path = self._path_for(doc)
         if path == "async" and needs_split(doc):
@@ -258,6 +260,7 @@ class UpstageOCROperator(BaseOperator):
                     meta=DocumentMeta(str(self.document), doc.sha256, None),
                     context=context,
                     outlets=self.outlets,
+                    price_per_page=price,
                 )
             ledger = self._ledger(context, doc.sha256)
             entry, _ = submit_once(

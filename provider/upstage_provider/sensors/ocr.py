@@ -12,7 +12,7 @@ from upstage_provider.compat import AirflowFailException, AirflowSensorTimeout, 
 from upstage_provider.events import airflow_error, raise_for_event
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
-from upstage_provider.landing import land_request
+from upstage_provider.landing import check_price_per_page, land_request
 from upstage_provider.ledger import delete_variable, find_handoff
 from upstage_provider.locations import check_output_writable, read_document
 from upstage_provider.parquet import DocumentMeta
@@ -29,9 +29,11 @@ class UpstageOCRSensor(BaseSensorOperator):
     Wait for an async OCR request, then write its results under ``output_uri``.
 
     Writes ``<output_uri>/words/<doc>.parquet`` and ``<output_uri>/pages/<doc>.parquet`` and
-    returns ``{"request_id", "words_uri", "pages_uri", "pages", "words"}``. Deferrable, it waits
-    in the triggerer through :class:`~upstage_provider.triggers.ocr.UpstageOCRTrigger`; otherwise
-    it pokes (``mode="reschedule"`` frees the slot between pokes). A failed request or batch fails
+    returns ``{"request_id", "words_uri", "pages_uri", "pages", "words", "billed_pages"}`` (with a
+    ``price_per_page`` on the connection also ``"estimated_cost"`` and ``"price_per_page"``).
+    Deferrable, it waits in the triggerer through
+    :class:`~upstage_provider.triggers.ocr.UpstageOCRTrigger`; otherwise it pokes
+    (``mode="reschedule"`` frees the slot between pokes). A failed request or batch fails
     the task without retries.
 
     :param request_id: the request to wait for (usually ``UpstageOCRSubmitOperator``'s output).
@@ -79,8 +81,9 @@ class UpstageOCRSensor(BaseSensorOperator):
         self.adaptive_polling = adaptive_polling
 
     def execute(self, context: Context) -> Any:
-        # Hours of waiting must not end in a write that cannot succeed.
+        # Hours of waiting must not end in a write that cannot succeed, nor a price that is not one.
         check_output_writable(self.output_uri)
+        check_price_per_page(self.conn_id)
         if not self.deferrable:
             return super().execute(context)
         trigger, backstop = waiting_trigger(
