@@ -15,6 +15,7 @@ import pytest
 from tests.tables.conftest import Warehouse
 from tests.tables.landed import WORDS_PER_PAGE, land
 from tests.tables.test_operator import run
+from upstage_provider.tables import current_files
 
 
 def test_every_reader_sees_the_same_rows_after_a_rerun(
@@ -49,6 +50,7 @@ def test_every_reader_sees_the_same_rows_after_a_rerun(
 
     files = [f.removeprefix("file://") for f in warehouse.data_files("words")]
     assert files
+    assert current_files(warehouse.kwargs(), "words") == warehouse.data_files("words")
     listed = ", ".join(f"'{f}'" for f in files)
     # Iceberg's data files hold the partition column; Delta's keep it in the folder name only.
     hive = ", hive_partitioning = true" if warehouse.format == "delta" else ""

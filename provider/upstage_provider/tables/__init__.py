@@ -75,3 +75,22 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
         "pages_table": f"{NAMESPACE}.pages",
         "catalog_properties": properties,
     }
+
+
+def current_files(table_kwargs: Mapping[str, Any], kind: Literal["words", "pages"]) -> list[str]:
+    """The data files of a table's current snapshot, for DuckDB's ``read_parquet`` (no extensions needed).
+
+    ``table_kwargs`` is what :func:`from_environment` returns. Delta files keep the partition column
+    in their folder names: read them with ``hive_partitioning = true``.
+    """
+    table = str(table_kwargs[f"{kind}_table"])
+    if table_kwargs["table_format"] == "delta":
+        from deltalake import DeltaTable
+
+        return list(DeltaTable(table).file_uris())
+    from upstage_provider.tables.iceberg import load_catalog
+
+    catalog = load_catalog(
+        str(table_kwargs.get("catalog_name", "upstage")), table_kwargs["catalog_properties"]
+    )
+    return [task.file.file_path for task in catalog.load_table(table).scan().plan_files()]
