@@ -23,6 +23,10 @@ def test_hooks_operators_sensors_and_triggers_are_listed_and_import() -> None:
         assert entry["integration-name"] == info["integrations"][0]["integration-name"]
         modules = [importlib.import_module(m) for m in entry["python-modules"]]
         assert any(inspect.isclass(getattr(m, cls, None)) for m in modules), (section, cls)
+    (operators,) = info["operators"]
+    table = importlib.import_module("upstage_provider.operators.table")
+    assert table.__name__ in operators["python-modules"]
+    assert inspect.isclass(table.UpstageOCRTableOperator)
 
 
 def test_the_connection_form_shows_the_defaults_the_hook_uses(connect: Callable[..., str]) -> None:

@@ -32,7 +32,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["upstage_provider.hooks.upstage"]}],
         "operators": [
-            {"integration-name": INTEGRATION, "python-modules": ["upstage_provider.operators.ocr"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["upstage_provider.operators.ocr", "upstage_provider.operators.table"],
+            }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": ["upstage_provider.sensors.ocr"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": ["upstage_provider.triggers.ocr"]}],
