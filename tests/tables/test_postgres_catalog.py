@@ -1,6 +1,6 @@
 """Iceberg on a PostgreSQL SQL catalog (``postgresql+psycopg2://``): a real server from apt's postgresql.
 
-Skipped where PostgreSQL's binaries are missing; ``scripts/system_test.py`` starts one the same way.
+``make system-deps`` installs it; ``scripts/system_test.py`` starts one the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def as_postgres(cmd: list[str]) -> list[str]:
 @pytest.fixture
 def postgres() -> Iterator[str]:
     if PG_BIN is None or not (PG_BIN / "pg_ctl").exists():
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+        pytest.fail("PostgreSQL is not installed: run make system-deps (apt-get install postgresql)")
     # Not under pytest's tmp_path: its parents are private to root, and postgres must reach it.
     work = Path(tempfile.mkdtemp(prefix="upstage-pg-"))
     if os.geteuid() == 0:
