@@ -18,7 +18,7 @@ from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.locations import location
 from upstage_provider.models import OCRResult
-from upstage_provider.parquet import DocumentMeta, WriteSummary, write_ocr_parquet
+from upstage_provider.parquet import DocumentMeta, WriteSummary, check_partition, write_ocr_parquet
 from upstage_provider.status import RequestInfo
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ def land_request(
     meta: DocumentMeta,
     context: Mapping[str, Any],
     outlets: Iterable[Any] = (),
+    partition: str | None = None,
+    storage_conn_id: str | None = None,
 ) -> dict[str, Any]:
     """Download a finished request batch by batch into Parquet; a failed one fails the task."""
     failure = info.failure() if info is not None else None
@@ -45,6 +47,8 @@ def land_request(
             meta=meta,
             context=context,
             outlets=outlets,
+            partition=partition,
+            storage_conn_id=storage_conn_id,
         )
     except UpstageError as exc:
         raise airflow_error(exc) from None
@@ -57,9 +61,19 @@ def land(
     meta: DocumentMeta,
     context: Mapping[str, Any],
     outlets: Iterable[Any] = (),
+    partition: str | None = None,
+    storage_conn_id: str | None = None,
 ) -> dict[str, Any]:
-    """Write Parquet, tell Airflow about it, and return the small summary that goes to XCom."""
-    summary = write_ocr_parquet(results, output_uri=location(output_uri), meta=meta)
+    """Write Parquet, tell Airflow about it, and return the small summary that goes to XCom.
+
+    ``output_uri`` is the lake root; with ``partition`` (``ds=2026-11-24``) the files go to
+    ``words/<partition>/`` and ``pages/<partition>/`` under it. ``storage_conn_id`` is the
+    connection a plain ``s3://`` ``output_uri`` is written with (``locations.location``).
+    """
+    partition = valid_partition(partition)
+    summary = write_ocr_parquet(
+        results, output_uri=location(output_uri, storage_conn_id), meta=meta, partition=partition
+    )
     log.info(
         "Wrote %d words, %d pages for %s in %.2f s: %s, %s",
         summary.words,
@@ -76,6 +90,14 @@ def land(
     return result
 
 
+def valid_partition(partition: str | None) -> str | None:
+    """The checked partition path; a bad one fails the task for good (call it before paying)."""
+    try:
+        return check_partition(partition)
+    except (TypeError, ValueError) as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
 def summarize(summary: WriteSummary, request_id: str | None) -> dict[str, Any]:
     """The task's return value: URIs and counts, never the data."""
     return {
@@ -84,6 +106,7 @@ def summarize(summary: WriteSummary, request_id: str | None) -> dict[str, Any]:
         "pages_uri": summary.pages_uri,
         "pages": summary.pages,
         "words": summary.words,
+        "partition": summary.partition,
     }
 
 

@@ -192,6 +192,8 @@ def land_parts(
     output_uri: Any,
     context: Mapping[str, Any],
     outlets: Iterable[Any] = (),
+    partition: str | None = None,
+    storage_conn_id: str | None = None,
 ) -> dict[str, Any]:
     """Every part's batches as one Parquet set with document page numbers; returns the summary.
 
@@ -206,6 +208,8 @@ def land_parts(
         meta=meta,
         context=context,
         outlets=outlets,
+        partition=partition,
+        storage_conn_id=storage_conn_id,
     )
     summary["parts"] = [
         {"request_id": r.request_id, "first_page": r.first_page, "page_count": r.page_count} for r in requests
