@@ -12,7 +12,6 @@ get into place. The guarantees are described in ``docs/parquet.md``.
 from __future__ import annotations
 
 import errno
-import io
 import logging
 import os
 import re
@@ -98,9 +97,8 @@ class StagedFile:
 
     In place (object stores, ``writes_in_place``): the final key's upload is open from ``open``
     to ``publish``, which completes it (one PUT, or the multipart upload's completion); ``discard``
-    aborts it. pyarrow writes through ``_UploadSink``, so closing the Parquet writer never closes,
-    and with fsspec's buffered files commits, the upload; an upload abandoned by an exception is
-    aborted and marked closed, so its ``__del__`` does not commit it either.
+    aborts it and marks it closed, so neither closing the Parquet writer nor the handle's
+    ``__del__`` can complete it afterwards.
     """
 
     def __init__(
@@ -115,20 +113,17 @@ class StagedFile:
         self.schema = schema
         self.compression = compression
         self._handle: IO[bytes] | None = None
-        self._sink: _UploadSink | None = None
         self._writer: pq.ParquetWriter | None = None
 
     def open(self, metadata: dict[str, str]) -> None:
         with as_write_error(self.target):
             self.fs.makedirs(self.folder, exist_ok=True)
-            sink: IO[bytes] | _UploadSink
             if self.in_place:
                 self._handle = self.fs.open(self.final, "wb", block_size=UPLOAD_PART_BYTES)
-                sink = self._sink = _UploadSink(self._handle)
             else:
-                sink = self._handle = self.fs.open(self.temp, "wb")
+                self._handle = self.fs.open(self.temp, "wb")
             self._writer = pq.ParquetWriter(
-                sink, self.schema.with_metadata(metadata), compression=self.compression
+                self._handle, self.schema.with_metadata(metadata), compression=self.compression
             )
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -197,45 +192,13 @@ class StagedFile:
                 self.fs.rm(self.temp)
 
     def _discard_upload(self) -> None:
-        """Abort the upload; the pyarrow writer is closed only after its sink stops forwarding."""
-        if self._sink is not None:
-            self._sink.abandon()
+        """Abort the upload first: the Parquet writer's footer must not reach it any more."""
+        if self._handle is not None:
+            _abort_upload(self._handle)
         if self._writer is not None:
             with suppress(Exception):
                 self._writer.close()
-        if self._handle is not None:
-            _abort_upload(self._handle)
-        self._writer = self._handle = self._sink = None
-
-
-class _UploadSink(io.RawIOBase):
-    """What pyarrow writes an in-place file through: bytes go on to the upload, ``close`` stays here.
-
-    pyarrow closes its sink when the Parquet writer closes (also from ``__del__``); an fsspec
-    buffered file commits on ``close``. This keeps committing the upload ``publish``'s decision.
-    """
-
-    def __init__(self, handle: IO[bytes]) -> None:
-        super().__init__()
-        self._handle: IO[bytes] | None = handle
-        self._position = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        if self._handle is None:
-            raise OSError("the upload was abandoned")
-        size = memoryview(data).nbytes
-        self._handle.write(data)
-        self._position += size
-        return size
-
-    def tell(self) -> int:
-        return self._position
-
-    def abandon(self) -> None:
-        self._handle = None
+        self._writer = self._handle = None
 
 
 def _abort_upload(handle: Any) -> None:
