@@ -549,7 +549,8 @@ def test_read_only_output_fails_the_operator_before_any_paid_call(
     operator = UpstageOCROperator(
         task_id="ocr",
         document=str(document),
-        output_uri=str(lake / "ds=2026-11-24"),
+        output_uri=str(lake),
+        partition="ds=2026-11-24",
         conn_id=conn_id,
         mode=mode,
     )

@@ -195,3 +195,30 @@ def test_the_waiting_schedule_reaches_the_trigger(
 def test_a_schedule_no_trigger_can_keep_fails_when_the_dag_is_parsed(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_poll_interval"):
         sensor("upstage_test", "r-1", tmp_path, max_poll_interval=0)
+
+
+def test_a_partition_lands_under_each_table_and_is_in_the_summary(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path
+) -> None:
+    conn_id = connect(emulator.url)
+    request_id, _ = submitted(conn_id, 2)
+    wait(conn_id, request_id)
+    op = sensor(conn_id, request_id, tmp_path, partition="ds=2026-11-24")
+    assert {"partition", "storage_conn_id"} <= set(op.template_fields)
+    result = op.execute({})
+    assert result["partition"] == "ds=2026-11-24"
+    assert Path(result["words_uri"]).parent == tmp_path / "words" / "ds=2026-11-24"
+    assert Path(result["pages_uri"]).parent == tmp_path / "pages" / "ds=2026-11-24"
+    assert set(result) == {"request_id", "words_uri", "pages_uri", "pages", "words", "partition"}
+
+
+def test_a_bad_partition_fails_for_good_before_any_status_call(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path
+) -> None:
+    conn_id = connect(emulator.url)
+    before = emulator.stats()["endpoints"].get("status", {}).get("total", 0)
+    op = sensor(conn_id, "req-unknown", tmp_path, partition="ds=../../etc")
+    with pytest.raises(AirflowFailException, match="not a Hive-style partition"):
+        op.execute({})
+    assert emulator.stats()["endpoints"].get("status", {}).get("total", 0) == before
+    assert not (tmp_path / "words").exists()
