@@ -233,13 +233,16 @@ class Track:
 class Pipeline:
     """Worker slots (threads) and one triggerer event loop running the example DAG's tasks."""
 
-    def __init__(self, paths: Sequence[Path], output_uri: str, sizes: Sizes) -> None:
+    def __init__(
+        self, paths: Sequence[Path], output_uri: str, sizes: Sizes, partition: str | None = None
+    ) -> None:
         from airflow.sdk import Asset
 
         self.paths = list(paths)
         self.output_uri = output_uri
+        self.partition = partition
         self.sizes = sizes
-        self.asset = Asset(name="upstage_ocr_words", uri=f"file://{Path(output_uri).parent}")
+        self.asset = Asset(name="upstage_ocr_words", uri=f"file://{output_uri}")
         self.tracks = [Track() for _ in self.paths]
         self.request_ids: list[str] = []
         self.errors: list[str] = []
@@ -331,6 +334,7 @@ class Pipeline:
             # Outside a DAG the sensor has no upstream submit task whose XCom names the document.
             document=str(self.paths[index]),
             output_uri=self.output_uri,
+            partition=self.partition,
             conn_id=common.CONN_ID,
             deferrable=True,
             poll_interval=self.sizes.poll_interval,
@@ -396,14 +400,16 @@ class Landing:
     problems: list[str]
 
 
-def check_landing(output: Path, paths: Sequence[Path], pages: Sequence[int], sizes: Sizes) -> Landing:
+def check_landing(
+    output: Path, paths: Sequence[Path], pages: Sequence[int], sizes: Sizes, partition: str = ""
+) -> Landing:
     """Read the day's Parquet back: each document once, every page, every word the emulator made."""
     import pyarrow.dataset as pads
 
-    words = pads.dataset(str(output / "words"), format="parquet").to_table(
+    words = pads.dataset(str(output / "words" / partition), format="parquet").to_table(
         columns=["document_uri", "request_id", "page"]
     )
-    page_rows = pads.dataset(str(output / "pages"), format="parquet").to_table(
+    page_rows = pads.dataset(str(output / "pages" / partition), format="parquet").to_table(
         columns=["document_uri", "page", "word_count"]
     )
     problems: list[str] = []
@@ -443,7 +449,7 @@ def check_landing(output: Path, paths: Sequence[Path], pages: Sequence[int], siz
     if extra:
         problems.append(f"{len(extra)} unexpected documents")
     for folder in ("words", "pages"):
-        files = sorted(p.name for p in (output / folder).iterdir())
+        files = sorted(p.name for p in (output / folder / partition).iterdir())
         if len(files) != len(paths) or any(not name.endswith(".parquet") for name in files):
             problems.append(f"{folder}/ holds {len(files)} files for {len(paths)} documents")
     return Landing(len(by_doc), words.num_rows, page_rows.num_rows, problems)
@@ -511,7 +517,7 @@ def main() -> int:
         inbox = Path(tmp) / "inbox"
         inbox.mkdir()
         paths = write_documents(inbox, pages)
-        output = Path(tmp) / "lake" / f"ds={DS}"
+        output = Path(tmp) / "lake"
         with (
             common.emulator(
                 words_per_page=sizes.words_per_page,
@@ -519,11 +525,11 @@ def main() -> int:
                 latency_per_page=sizes.latency_per_page,
             ) as server,
         ):
-            pipeline = Pipeline(paths, str(output), sizes)
+            pipeline = Pipeline(paths, str(output), sizes, partition=f"ds={DS}")
             wall = pipeline.run()
             emulator_done = completion_times(pipeline.request_ids, pipeline.started_epoch)
             stats = server.stats()
-        landing = check_landing(output, paths, pages, sizes)
+        landing = check_landing(output, paths, pages, sizes, partition=f"ds={DS}")
         common.log(f"ours: {wall:.1f} s; checking the emulator alone")
         bare = bare_emulator_run(paths, sizes)
 

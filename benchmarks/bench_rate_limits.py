@@ -122,21 +122,21 @@ def inbox(sizes: Sizes) -> dict[str, Any]:
         folder.mkdir()
         pages = [1] * sizes.documents
         paths = write_documents(folder, pages)
-        output = Path(tmp) / "lake" / f"ds={DS}"
+        output = Path(tmp) / "lake"
         with common.emulator(
             words_per_page=sizes.words_per_page,
             workers=sizes.emulator_workers,
             rate_limits=True,
             latency_per_page=sizes.latency_per_page,
         ) as server:
-            pipeline = Pipeline(paths, str(output), sizes)
+            pipeline = Pipeline(paths, str(output), sizes, partition=f"ds={DS}")
             error = ""
             try:
                 wall = pipeline.run()
             except RuntimeError as exc:  # a failed task: reported as a row, not a crash
                 wall, error = float("nan"), str(exc)
             stats = server.stats()
-        landing = check_landing(output, paths, pages, sizes) if not error else None
+        landing = check_landing(output, paths, pages, sizes, partition=f"ds={DS}") if not error else None
     submits = [t.submitted for t in pipeline.tracks]
     return {
         "wall": wall,

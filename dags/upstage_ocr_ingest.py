@@ -3,16 +3,18 @@ Daily OCR ingest: every document in an input folder -> Upstage OCR -> word-level
 
 Each document has a chain of its own, the mapped task group ``ocr_document``: ``submit``
 validates the document and submits it for async OCR, then ``wait_and_land`` waits in the
-triggerer (no worker slot held) and lands Parquet under ``<output>/ds=<ds>/words/`` and
-``.../pages/``. A bad document fails only its own chain; the others still land. The last task,
-``summarize``, runs whatever happened before it, reads the day back, logs which documents landed
-and which did not, and fails the run when any did not. Configure with environment variables
+triggerer (no worker slot held) and lands Parquet under ``<output>/words/ds=<ds>/`` and
+``<output>/pages/ds=<ds>/``: each table is one Hive-style dataset partitioned by ``ds``. A bad
+document fails only its own chain; the others still land. The last task, ``summarize``, runs
+whatever happened before it, reads the day back, logs which documents landed and which did not,
+and fails the run when any did not. Configure with environment variables
 (or edit the defaults):
 
 - ``UPSTAGE_INGEST_INPUT``: folder or object-storage prefix with the documents;
-- ``UPSTAGE_INGEST_OUTPUT``: lakehouse folder or prefix (``s3://aws_default@bucket/ocr``, ...;
-  name the Airflow connection in the URI: a bare ``s3://bucket/...`` ignores ``aws_default`` and
-  falls back to boto's own credentials);
+- ``UPSTAGE_INGEST_OUTPUT``: the lake root, a folder or prefix (``s3://bucket/ocr``, ...);
+- ``UPSTAGE_INGEST_STORAGE_CONN_ID``: the Airflow connection plain ``s3://`` input and output
+  URIs are read and written with (default ``aws_default``; ``s3://other_conn@bucket/...`` keeps
+  its own). Without such a connection, boto's own credentials apply (``AWS_*``, instance role);
 - ``UPSTAGE_POLL_INTERVAL``: seconds between status calls (default 30);
 - connection ``upstage_default``: the API key as password; host empty for the real API.
 """
@@ -28,6 +30,7 @@ import pendulum
 from airflow.sdk import Asset, ObjectStoragePath, dag, task, task_group
 from airflow.sdk.exceptions import AirflowFailException
 
+from upstage_provider.locations import location, plain_uri
 from upstage_provider.operators.ocr import UpstageOCRSubmitOperator
 from upstage_provider.sensors.ocr import UpstageOCRSensor
 
@@ -37,6 +40,9 @@ AIRFLOW_HOME = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
 INPUT = os.environ.get("UPSTAGE_INGEST_INPUT", str(AIRFLOW_HOME / "upstage-inbox"))
 OUTPUT = os.environ.get("UPSTAGE_INGEST_OUTPUT", str(AIRFLOW_HOME / "upstage-lake"))
 POLL_INTERVAL = float(os.environ.get("UPSTAGE_POLL_INTERVAL", "30"))
+STORAGE_CONN_ID = os.environ.get("UPSTAGE_INGEST_STORAGE_CONN_ID", "aws_default")
+#: The Hive-style partition under each table, rendered per run.
+PARTITION = "ds={{ ds }}"
 
 # Downstream DAGs schedule on this: it is updated whenever a document's words land.
 OCR_WORDS = Asset(name="upstage_ocr_words", uri=OUTPUT if "://" in OUTPUT else f"file://{OUTPUT}")
@@ -48,7 +54,11 @@ WAIT_AND_LAND = f"{GROUP}.wait_and_land"
 
 
 def _as_path(uri: str) -> ObjectStoragePath:
-    return ObjectStoragePath(uri if "://" in uri else f"file://{Path(uri).resolve()}")
+    """The location with the storage connection (plain ``s3://``), or a local folder as ``file://``."""
+    found = location(uri, STORAGE_CONN_ID)
+    return (
+        found if isinstance(found, ObjectStoragePath) else ObjectStoragePath(f"file://{Path(uri).resolve()}")
+    )
 
 
 def read_day_back(ds: str, request_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -61,9 +71,9 @@ def read_day_back(ds: str, request_ids: list[str]) -> dict[str, dict[str, Any]]:
     }
     if not request_ids:
         return found
-    day = f"{OUTPUT.rstrip('/')}/ds={ds}"
+    root = OUTPUT.rstrip("/")
     ours = pads.field("request_id").isin(request_ids)
-    pages_dir, words_dir = _as_path(f"{day}/pages"), _as_path(f"{day}/words")
+    pages_dir, words_dir = _as_path(f"{root}/pages/ds={ds}"), _as_path(f"{root}/words/ds={ds}")
     if pages_dir.exists():
         pages = pads.dataset(pages_dir.path, filesystem=pages_dir.fs, format="parquet").to_table(
             columns=["request_id"], filter=ours
@@ -109,7 +119,7 @@ def upstage_ocr_ingest() -> None:
         """Every regular, non-hidden file in the input folder; the operators check the format."""
         root = _as_path(INPUT)
         docs = sorted(
-            str(p) if "://" in INPUT else p.path
+            plain_uri(p) if "://" in INPUT else p.path
             for p in root.iterdir()
             if p.is_file() and not p.name.startswith((".", "_"))
         )
@@ -119,11 +129,15 @@ def upstage_ocr_ingest() -> None:
     @task_group(group_id=GROUP)
     def ocr_document(document: str) -> None:
         """One document's own chain: a failure here stops this document only."""
-        submitted = UpstageOCRSubmitOperator(task_id="submit", document=document, retries=2)
+        submitted = UpstageOCRSubmitOperator(
+            task_id="submit", document=document, storage_conn_id=STORAGE_CONN_ID, retries=2
+        )
         UpstageOCRSensor(
             task_id="wait_and_land",
             request_id=submitted.output,
-            output_uri=OUTPUT.rstrip("/") + "/ds={{ ds }}",
+            output_uri=OUTPUT,
+            partition=PARTITION,
+            storage_conn_id=STORAGE_CONN_ID,
             deferrable=True,
             poll_interval=POLL_INTERVAL,
             timeout=6 * 3600,

@@ -1,7 +1,8 @@
 """
 Downstream use of the OCR lakehouse, scheduled on the ``upstage_ocr_words`` Asset.
 
-Runs whenever ``upstage_ocr_ingest`` lands new words. With DuckDB straight on the Parquet:
+Runs whenever ``upstage_ocr_ingest`` lands new words. With DuckDB straight on the Parquet of the
+two tables, ``<output>/words/ds=.../`` and ``<output>/pages/ds=.../`` (``ds`` read as a column):
 a CSV of low-confidence words for human review, and a full-text search of the pages.
 Configure with ``UPSTAGE_INGEST_OUTPUT`` (same as the ingest DAG), ``UPSTAGE_REVIEW_THRESHOLD``
 (default 0.8) and ``UPSTAGE_SEARCH_TERMS`` (comma-separated, default ``total,invoice``).
@@ -54,7 +55,7 @@ def upstage_ocr_review() -> None:
             WHERE confidence < $threshold
             ORDER BY ds DESC, document_uri, page, word_id
             """,
-            params={"words": f"{base}/*/words/*.parquet", "threshold": THRESHOLD},
+            params={"words": f"{base}/words/*/*.parquet", "threshold": THRESHOLD},
         )
         rows.write_csv(out)
         count = len(rows.fetchall())
@@ -76,7 +77,7 @@ def upstage_ocr_review() -> None:
                 WHERE text ILIKE '%' || $term || '%'
                 ORDER BY document_uri, page
                 """,
-                params={"pages": f"{base}/*/pages/*.parquet", "term": term},
+                params={"pages": f"{base}/pages/*/*.parquet", "term": term},
             ).fetchall()
             hits[term] = [f"{uri}#page={page}" for uri, page in found]
             log.info("'%s': %d pages", term, len(found))

@@ -58,9 +58,13 @@ def main() -> int:
         emulator.terminate()
         emulator.wait(timeout=15)
         shutil.rmtree(home, ignore_errors=True)
-    print(f"emulator: stopped\n\nParquet landed in {lake / f'ds={DAY}'}")
-    summarize(lake / f"ds={DAY}")
-    png = render_boxes(lake / f"ds={DAY}", inbox / "dpi_150.jpg", OUT / "dpi_150.boxes.png")
+    partition = f"ds={DAY}"
+    print(
+        f"emulator: stopped\n\nParquet landed in {lake / 'words' / partition} "
+        f"and {lake / 'pages' / partition}"
+    )
+    summarize(lake, partition)
+    png = render_boxes(lake, partition, inbox / "dpi_150.jpg", OUT / "dpi_150.boxes.png")
     print(f"\nword boxes drawn over dpi_150.jpg: {png}")
     return 0
 
@@ -130,19 +134,20 @@ def scanned_pdf(pages: int, title: str) -> bytes:
     return buf.getvalue()
 
 
-def summarize(day: Path) -> None:
+def summarize(lake: Path, partition: str) -> None:
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
-    words = pads.dataset(day / "words", format="parquet").to_table(columns=["document_uri", "confidence"])
-    pages = pads.dataset(day / "pages", format="parquet").to_table(columns=["document_uri", "page"])
+    words_dir, pages_dir = lake / "words" / partition, lake / "pages" / partition
+    words = pads.dataset(words_dir, format="parquet").to_table(columns=["document_uri", "confidence"])
+    pages = pads.dataset(pages_dir, format="parquet").to_table(columns=["document_uri", "page"])
     page_counts = dict(
         (r["document_uri"], r["page_count"])
         for r in pages.group_by("document_uri").aggregate([("page", "count")]).to_pylist()
     )
     stats = words.group_by("document_uri").aggregate([("confidence", "count"), ("confidence", "mean")])
-    print(f"  words/ : {len(list((day / 'words').glob('*.parquet')))} files, {words.num_rows} rows")
-    print(f"  pages/ : {len(list((day / 'pages').glob('*.parquet')))} files, {pages.num_rows} rows\n")
+    print(f"  words/{partition} : {len(list(words_dir.glob('*.parquet')))} files, {words.num_rows} rows")
+    print(f"  pages/{partition} : {len(list(pages_dir.glob('*.parquet')))} files, {pages.num_rows} rows\n")
     print(f"  {'document':32} {'pages':>5} {'words':>6} {'mean confidence':>16}")
     for row in sorted(stats.to_pylist(), key=lambda r: r["document_uri"]):
         name = Path(row["document_uri"]).name
@@ -155,11 +160,11 @@ def summarize(day: Path) -> None:
     )
 
 
-def render_boxes(day: Path, image_path: Path, out: Path) -> Path:
+def render_boxes(lake: Path, partition: str, image_path: Path, out: Path) -> Path:
     import pyarrow.dataset as pads
     from PIL import Image, ImageDraw
 
-    table = pads.dataset(day / "words", format="parquet").to_table(
+    table = pads.dataset(lake / "words" / partition, format="parquet").to_table(
         filter=(pads.field("document_uri") == str(image_path)) & (pads.field("page") == 1),
         columns=["polygon", "confidence"],
     )

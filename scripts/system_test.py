@@ -801,12 +801,14 @@ def check_trigger_logs(ctx: Context, run_id: str, documents: dict[str, int], res
 def check_parquet(ctx: Context, day: str, documents: dict[str, int], run_id: str) -> None:
     import pyarrow.dataset as pads
 
-    root = ctx.work / "lake" / f"ds={day}"
+    root = ctx.work / "lake"
     pages = (
-        pads.dataset(root / "pages", format="parquet").to_table(columns=["document_uri", "page"]).to_pylist()
+        pads.dataset(root / "pages" / f"ds={day}", format="parquet")
+        .to_table(columns=["document_uri", "page"])
+        .to_pylist()
     )
     words = (
-        pads.dataset(root / "words", format="parquet")
+        pads.dataset(root / "words" / f"ds={day}", format="parquet")
         .to_table(columns=["document_uri", "page", "word_id"])
         .to_pylist()
     )

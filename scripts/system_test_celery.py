@@ -494,14 +494,14 @@ def check_parquet_s3(ctx: st.Context, day: str, expected: dict[str, int], run_id
         endpoint_url=ctx.extra["moto_url"],
         client_kwargs={"region_name": S3_REGION},
     )
-    root = f"{BUCKET}/lake/ds={day}"
+    root = f"{BUCKET}/lake"
     pages = (
-        pads.dataset(f"{root}/pages", filesystem=fs, format="parquet")
+        pads.dataset(f"{root}/pages/ds={day}", filesystem=fs, format="parquet")
         .to_table(columns=["document_uri", "page", "request_id"])
         .to_pylist()
     )
     words = (
-        pads.dataset(f"{root}/words", filesystem=fs, format="parquet")
+        pads.dataset(f"{root}/words/ds={day}", filesystem=fs, format="parquet")
         .to_table(columns=["document_uri", "page", "word_id"])
         .to_pylist()
     )
@@ -536,7 +536,8 @@ def check_parquet_s3(ctx: st.Context, day: str, expected: dict[str, int], run_id
         "duplicates": duplicates,
     }
     ctx.checks.append(
-        f"celery {run_id}: Parquet read back from s3://{BUCKET}/lake/ds={day}: {len(per_doc)} documents, "
+        f"celery {run_id}: Parquet read back from s3://{BUCKET}/lake/{{words,pages}}/ds={day}: "
+        f"{len(per_doc)} documents, "
         f"{len(pages)} page rows (1..N each, one request per document), {len(words)} word rows, "
         f"0 duplicates"
     )

@@ -25,7 +25,7 @@ os.environ.pop("UPSTAGE_API_KEY", None)
 
 import pytest  # noqa: E402
 
-pytest_plugins = ["tests.emulator_fixtures", "tests.airflow_runs"]
+pytest_plugins = ["tests.emulator_fixtures", "tests.airflow_runs", "tests.s3_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = REPO_ROOT.parent / "shared" / "upstage-samples"

@@ -380,28 +380,76 @@ def test_rerun_replaces_and_second_document_adds(samples_dir: Path, tmp_path: Pa
     assert per_doc == sorted([(first.meta.document_uri, 334), (second.meta.document_uri, 31)])
 
 
-def test_hive_partition_in_output_uri(multi_page: Sample, tmp_path: Path) -> None:
+def test_partition_goes_under_each_table(multi_page: Sample, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    write([multi_page.result], lake / "ds=2026-11-24", multi_page.meta)
-    write([multi_page.result], lake / "ds=2026-11-25", multi_page.meta)
-
-    # As docs/parquet.md shows: one table's files across partitions, the partition root as base.
-    fs, root = fsspec.core.url_to_fs(lake.as_uri())
-    words = ds.dataset(
-        fs.glob(f"{root}/*/words/*.parquet"), filesystem=fs, partitioning="hive", partition_base_dir=root
+    name = output_file_name(multi_page.meta.document_uri)
+    first = write_ocr_parquet(
+        [multi_page.result], output_uri=lake, meta=multi_page.meta, partition="ds=2026-11-24"
     )
+    write_ocr_parquet([multi_page.result], output_uri=lake, meta=multi_page.meta, partition="ds=2026-11-25/")
+    assert first.words_uri == str(lake / "words" / "ds=2026-11-24" / name)
+    assert first.pages_uri == str(lake / "pages" / "ds=2026-11-24" / name)
+    assert first.partition == "ds=2026-11-24"
+    assert files_in(lake) == ["pages", "words"], "no lock file is left at the root"
+
+    # As docs/parquet.md shows: each table folder is one dataset with ds as a column.
+    words = ds.dataset(lake / "words", partitioning="hive")
     table = words.to_table(filter=ds.field("ds") == "2026-11-24")
     assert table.num_rows == 334
     assert table.schema.names == [*WORDS_SCHEMA.names, "ds"]
-
-    # Within one partition the table folder reads as usual.
-    assert ds.dataset(lake / "ds=2026-11-24" / "words", partitioning="hive").count_rows() == 334
+    assert ds.dataset(lake / "pages", partitioning="hive").count_rows() == 2 * 3
+    # Within one partition the folder reads as usual.
+    assert ds.dataset(lake / "words" / "ds=2026-11-24").count_rows() == 334
 
     rows = duckdb.execute(
         "select ds::varchar, count(*) from read_parquet(?, hive_partitioning = true) group by 1 order by 1",
-        [f"{lake}/*/words/*.parquet"],
+        [f"{lake}/words/*/*.parquet"],
     ).fetchall()
     assert rows == [("2026-11-24", 334), ("2026-11-25", 334)]
+
+
+def test_several_partition_levels(multi_page: Sample, tmp_path: Path) -> None:
+    summary = write_ocr_parquet(
+        [multi_page.result], output_uri=tmp_path, meta=multi_page.meta, partition="year=2026/month=11"
+    )
+    assert summary.pages_uri.endswith(
+        "/pages/year=2026/month=11/" + output_file_name(multi_page.meta.document_uri)
+    )
+    table = ds.dataset(tmp_path / "pages", partitioning="hive").to_table()
+    assert set(table["month"].to_pylist()) == {11}
+
+
+def test_without_partition_the_layout_is_unchanged(multi_page: Sample, tmp_path: Path) -> None:
+    summary = write([multi_page.result], tmp_path, multi_page.meta)
+    assert summary.words_uri == str(tmp_path / "words" / output_file_name(multi_page.meta.document_uri))
+    assert summary.partition is None
+
+
+@pytest.mark.parametrize(
+    ("partition", "problem"),
+    [
+        ("", "empty"),
+        ("/ds=2026-11-24", "starts with '/'"),
+        ("ds=2026-11-24/../pages", "contains '..'"),
+        ("ds=..", "contains '..'"),
+        ("_ds=1", "starts with '_'"),
+        (".ds=1", "starts with '.'"),
+        ("2026-11-24", "is not key=value"),
+        ("ds=", "is not key=value"),
+        ("ds=1//b=2", "is not key=value"),
+    ],
+)
+def test_bad_partitions_are_refused_before_anything_is_written(
+    multi_page: Sample, tmp_path: Path, partition: str, problem: str
+) -> None:
+    def results() -> Iterator[OCRResult]:
+        raise AssertionError("results must not be read")
+        yield multi_page.result
+
+    with pytest.raises(ValueError, match=re.escape(problem)) as caught:
+        write_ocr_parquet(results(), output_uri=tmp_path, meta=multi_page.meta, partition=partition)
+    assert "Hive-style partition" in str(caught.value)
+    assert files_in(tmp_path) == []
 
 
 def test_memory_uri_and_upath(multi_page: Sample) -> None:
@@ -426,10 +474,12 @@ def test_airflow_object_storage_path(multi_page: Sample, tmp_path: Path) -> None
     """What the operator passes: its own filesystem (and connection) is used, not a re-parsed URI."""
     import airflow.sdk as sdk
 
-    out = sdk.ObjectStoragePath(f"file://{tmp_path}/ds=2026-11-24")
-    summary = write([multi_page.result], out, multi_page.meta)
+    out = sdk.ObjectStoragePath(f"file://{tmp_path}")
+    summary = write_ocr_parquet(
+        [multi_page.result], output_uri=out, meta=multi_page.meta, partition="ds=2026-11-24"
+    )
     name = output_file_name(multi_page.meta.document_uri)
-    assert summary.words_uri == str(tmp_path / "ds=2026-11-24" / "words" / name)
+    assert summary.words_uri == str(tmp_path / "words" / "ds=2026-11-24" / name)
     assert pq.read_table(summary.pages_uri).num_rows == 3
 
 

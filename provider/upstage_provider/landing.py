@@ -19,7 +19,7 @@ from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.locations import location
 from upstage_provider.models import OCRResult
-from upstage_provider.parquet import DocumentMeta, WriteSummary, write_ocr_parquet
+from upstage_provider.parquet import DocumentMeta, WriteSummary, check_partition, write_ocr_parquet
 from upstage_provider.status import RequestInfo
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ def land_request(
     meta: DocumentMeta,
     context: Mapping[str, Any],
     outlets: Iterable[Any] = (),
+    partition: str | None = None,
+    storage_conn_id: str | None = None,
 ) -> dict[str, Any]:
     """Download a finished request batch by batch into Parquet; a failed one fails the task."""
     failure = info.failure() if info is not None else None
@@ -50,6 +52,8 @@ def land_request(
             context=context,
             outlets=outlets,
             price_per_page=landing_price(hook),
+            partition=partition,
+            storage_conn_id=storage_conn_id,
         )
     except UpstageError as exc:
         raise airflow_error(exc) from None
@@ -62,13 +66,21 @@ def land(
     meta: DocumentMeta,
     context: Mapping[str, Any],
     outlets: Iterable[Any] = (),
+    partition: str | None = None,
+    storage_conn_id: str | None = None,
     price_per_page: float | None = None,
 ) -> dict[str, Any]:
     """Write Parquet, tell Airflow about it, and return the small summary that goes to XCom.
 
+    ``output_uri`` is the lake root; with ``partition`` (``ds=2026-11-24``) the files go to
+    ``words/<partition>/`` and ``pages/<partition>/`` under it. ``storage_conn_id`` is the
+    connection a plain ``s3://`` ``output_uri`` is written with (``locations.location``).
     ``price_per_page`` (the connection's extra) adds the estimated cost to the summary.
     """
-    summary = write_ocr_parquet(results, output_uri=location(output_uri), meta=meta)
+    partition = valid_partition(partition)
+    summary = write_ocr_parquet(
+        results, output_uri=location(output_uri, storage_conn_id), meta=meta, partition=partition
+    )
     log.info(
         "Wrote %d words, %d pages for %s in %.2f s, %s: %s, %s",
         summary.words,
@@ -86,6 +98,14 @@ def land(
     return result
 
 
+def valid_partition(partition: str | None) -> str | None:
+    """The checked partition path; a bad one fails the task for good (call it before paying)."""
+    try:
+        return check_partition(partition)
+    except (TypeError, ValueError) as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
 def summarize(
     summary: WriteSummary, request_id: str | None, *, price_per_page: float | None = None
 ) -> dict[str, Any]:
@@ -101,6 +121,7 @@ def summarize(
         "pages": summary.pages,
         "words": summary.words,
         "billed_pages": summary.billed_pages,
+        "partition": summary.partition,
     }
     if price_per_page is not None:
         result["estimated_cost"] = estimated_cost(summary.billed_pages, price_per_page)

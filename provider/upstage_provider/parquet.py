@@ -47,6 +47,7 @@ __all__ = [
     "ParquetPairMismatchError",
     "ParquetWriteError",
     "WriteSummary",
+    "check_partition",
     "output_file_name",
     "result_batches",
     "write_ocr_parquet",
@@ -102,6 +103,8 @@ class WriteSummary:
     write_id: str | None = None
     #: The responses' ``numBilledPages`` summed; None when no response gave one (``cost``).
     billed_pages: int | None = None
+    #: The Hive-style partition the files went to (``ds=2026-11-24``), None for none.
+    partition: str | None = None
 
 
 @runtime_checkable
@@ -147,6 +150,51 @@ def _readable_stem(document_uri: str) -> str:
     ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
     safe = _UNSAFE.sub("-", ascii_stem).strip("._-")[:_MAX_STEM].strip("._-")
     return safe or "document"
+
+
+# --- partitions ---------------------------------------------------------------------------------
+
+_PARTITION_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*=[^/\\]+")
+
+
+def check_partition(partition: str | None) -> str | None:
+    """``partition`` as it goes into the path (``ds=2026-11-24``, ``a=1/b=2``), or None for none.
+
+    Each segment must be ``key=value`` (what Hive, Glue, Spark, Trino and DuckDB read as a
+    partition column); ``..``, a leading ``/``, empty segments and names starting with ``.`` or
+    ``_`` (which readers skip as hidden) are refused, so a partition never leaves its table.
+    """
+    if partition is None:
+        return None
+    if not isinstance(partition, str):
+        raise TypeError(f"partition must be a string such as 'ds=2026-11-24', got {partition!r}")
+    text = partition.rstrip("/")
+    problem = None
+    if not text:
+        problem = "it is empty"
+    elif text.startswith("/"):
+        problem = "it starts with '/'"
+    else:
+        for segment in text.split("/"):
+            if ".." in segment:
+                problem = f"segment {segment!r} contains '..'"
+            elif segment.startswith((".", "_")):
+                problem = f"segment {segment!r} starts with {segment[0]!r}, which readers skip as hidden"
+            elif not _PARTITION_SEGMENT.fullmatch(segment):
+                problem = f"segment {segment!r} is not key=value"
+            if problem:
+                break
+    if problem:
+        raise ValueError(
+            f"partition {partition!r} is not a Hive-style partition path: {problem}; "
+            "use key=value segments separated by '/', e.g. 'ds=2026-11-24' or 'year=2026/month=11'"
+        )
+    return text
+
+
+def table_folder(root: str, table: str, partition: str | None) -> str:
+    """``<root>/<table>`` or ``<root>/<table>/<partition>``: each table one Hive-style dataset."""
+    return join_path(root, table, partition) if partition else join_path(root, table)
 
 
 # --- Arrow conversion ---------------------------------------------------------------------------
@@ -277,8 +325,14 @@ def write_ocr_parquet(
     output_uri: OutputLocation,
     meta: DocumentMeta,
     processed_at: datetime | None = None,
+    partition: str | None = None,
 ) -> WriteSummary:
     """Write one document's OCR results to ``<output_uri>/words/`` and ``<output_uri>/pages/``.
+
+    With ``partition`` (``ds=2026-11-24``, or several levels ``a=1/b=2``) the files go to
+    ``<output_uri>/words/<partition>/`` and ``<output_uri>/pages/<partition>/``: ``output_uri`` is
+    the lake root, and each table is one Hive-style partitioned dataset. A bad partition raises
+    ``ValueError`` before anything is read or written.
 
     ``results`` is consumed lazily, one result (one async batch) at a time, each becoming a row
     group, so a 1,000-page document never sits in memory whole. Each file appears whole or not at
@@ -286,13 +340,15 @@ def write_ocr_parquet(
     and an earlier file is left as it was. Errors raised by ``results`` itself propagate unchanged;
     errors while writing become ``ParquetWriteError``.
     """
+    partition = check_partition(partition)
     started = time.monotonic()
     stamp = _utc(processed_at) if processed_at is not None else datetime.now(timezone.utc)
     fs, root = _resolve(output_uri)
     name = output_file_name(meta.document_uri)
     write_id = uuid.uuid4().hex
-    words_file = StagedFile(fs, join_path(root, WORDS_DIR), name, WORDS_SCHEMA, compression=COMPRESSION)
-    pages_file = StagedFile(fs, join_path(root, PAGES_DIR), name, PAGES_SCHEMA, compression=COMPRESSION)
+    words_dir, pages_dir = table_folder(root, WORDS_DIR, partition), table_folder(root, PAGES_DIR, partition)
+    words_file = StagedFile(fs, words_dir, name, WORDS_SCHEMA, compression=COMPRESSION)
+    pages_file = StagedFile(fs, pages_dir, name, PAGES_SCHEMA, compression=COMPRESSION)
     staged = (words_file, pages_file)
     tally = _Tally()
     opened_model: str | None = None
@@ -319,7 +375,8 @@ def write_ocr_parquet(
             file.finish(late)
         # Pages first: a reader joining words to pages then finds every word's page, even between
         # the two renames. Only the renames and the check are done under the lock.
-        with document_lock(fs, root, name):
+        # One lock per document and partition; the same document on another day is another file.
+        with document_lock(fs, root, f"{partition.replace('/', '.')}.{name}" if partition else name):
             pages_file.publish()
             words_file.publish()
             check_same_write(pages_file, words_file, write_id)
@@ -350,4 +407,5 @@ def write_ocr_parquet(
         model_version=tally.model_versions[0] if tally.model_versions else None,
         write_id=write_id,
         billed_pages=tally.billed_pages,
+        partition=partition,
     )

@@ -192,6 +192,8 @@ def land_parts(
     output_uri: Any,
     context: Mapping[str, Any],
     outlets: Iterable[Any] = (),
+    partition: str | None = None,
+    storage_conn_id: str | None = None,
 ) -> dict[str, Any]:
     """Every part's batches as one Parquet set with document page numbers; returns the summary.
 
@@ -208,6 +210,8 @@ def land_parts(
         context=context,
         outlets=outlets,
         price_per_page=landing_price(hook),
+        partition=partition,
+        storage_conn_id=storage_conn_id,
     )
     summary["parts"] = [
         {

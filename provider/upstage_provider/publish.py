@@ -2,7 +2,10 @@
 
 A reader never sees a half-written file, concurrent writers of one document never leave a words
 file beside another write's pages file unnoticed, and temporaries that killed writers left are
-cleaned up. No Airflow import; ``parquet`` decides what goes into the files, this module how they
+cleaned up. On local disk (and filesystems like it) a file is staged under a hidden name and
+renamed into place; on object stores (S3, GCS, Azure) the final key is written directly, as one
+PUT or a multipart upload completed on success and aborted on failure, so no temporary object is
+ever listed. No Airflow import; ``parquet`` decides what goes into the files, this module how they
 get into place. The guarantees are described in ``docs/parquet.md``.
 """
 
@@ -16,11 +19,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import IO
+from datetime import datetime, timezone
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
+from fsspec.asyn import AsyncFileSystem
+from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from upstage_provider.exceptions import ParquetPairMismatchError, ParquetWriteError
@@ -44,12 +50,30 @@ WRITE_ID_KEY = METADATA_PREFIX + "write_id"
 #: run still writing the same document, so they are left alone.
 STALE_TEMP_SECONDS = 300.0
 
+#: Part size of an object store upload. A file under it is one PUT; a larger one a multipart
+#: upload of parts this size (S3's minimum is 5 MiB). Each open file buffers up to one part and a
+#: write holds two files open, so this, not s3fs's 50 MiB default, bounds a task's upload memory.
+UPLOAD_PART_BYTES = 8 * 2**20
+
 
 # --- paths --------------------------------------------------------------------------------------
 
 
 def is_local(fs: AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
+
+
+def writes_in_place(fs: AbstractFileSystem) -> bool:
+    """Object stores (fsspec's async filesystems: s3fs, gcsfs, adlfs) write the final key directly.
+
+    Their write handles buffer and upload, and nothing is listed until the upload is completed,
+    so a hidden temporary would only add an object that a killed writer leaves behind and a
+    copy (``mv`` is copy + delete there). Other filesystems stage and rename, and so does a
+    ``DirFileSystem`` over one of them (it is async whatever it wraps).
+    """
+    while isinstance(fs, DirFileSystem):
+        fs = fs.fs
+    return isinstance(fs, AsyncFileSystem) and not is_local(fs)
 
 
 def display_uri(fs: AbstractFileSystem, path: str) -> str:
@@ -65,10 +89,16 @@ def join_path(*parts: str) -> str:
 
 
 class StagedFile:
-    """A Parquet file written under a hidden temporary name and moved into place on commit.
+    """A Parquet file that appears whole on ``publish`` or not at all.
 
-    Readers never see it half-written: the ``.`` prefix hides it from pyarrow.dataset and Spark,
-    and the ``.tmp-<uuid>`` suffix from ``*.parquet`` globs; the uuid keeps concurrent runs apart.
+    Staged (local disk): written under a hidden temporary name and renamed into place. Readers
+    never see it half-written: the ``.`` prefix hides it from pyarrow.dataset and Spark, and the
+    ``.tmp-<uuid>`` suffix from ``*.parquet`` globs; the uuid keeps concurrent runs apart.
+
+    In place (object stores, ``writes_in_place``): the final key's upload is open from ``open``
+    to ``publish``, which completes it (one PUT, or the multipart upload's completion); ``discard``
+    aborts it and marks it closed, so neither closing the Parquet writer nor the handle's
+    ``__del__`` can complete it afterwards.
     """
 
     def __init__(
@@ -77,7 +107,8 @@ class StagedFile:
         self.fs = fs
         self.folder = folder
         self.final = join_path(folder, name)
-        self.temp = join_path(folder, f".{name}.tmp-{uuid.uuid4().hex}")
+        self.in_place = writes_in_place(fs)
+        self.temp = self.final if self.in_place else join_path(folder, f".{name}.tmp-{uuid.uuid4().hex}")
         self.target = display_uri(fs, self.final)
         self.schema = schema
         self.compression = compression
@@ -87,7 +118,10 @@ class StagedFile:
     def open(self, metadata: dict[str, str]) -> None:
         with as_write_error(self.target):
             self.fs.makedirs(self.folder, exist_ok=True)
-            self._handle = self.fs.open(self.temp, "wb")
+            if self.in_place:
+                self._handle = self.fs.open(self.final, "wb", block_size=UPLOAD_PART_BYTES)
+            else:
+                self._handle = self.fs.open(self.temp, "wb")
             self._writer = pq.ParquetWriter(
                 self._handle, self.schema.with_metadata(metadata), compression=self.compression
             )
@@ -101,31 +135,51 @@ class StagedFile:
             self._writer.write_batch(batch)
 
     def finish(self, late_metadata: dict[str, str]) -> None:
-        """Write the footer; the file stays hidden until ``publish``."""
+        """Write the footer; the file stays hidden (staged, or an open upload) until ``publish``."""
         assert self._writer is not None, "open() first"
         assert self._handle is not None, "open() first"
         with as_write_error(self.target):
             self._writer.add_key_value_metadata(late_metadata)
             self._writer.close()
             self._writer = None
-            self._handle.close()
-            self._handle = None
+            if not self.in_place:
+                self._handle.close()
+                self._handle = None
 
     def publish(self) -> None:
-        """Rename over any earlier file (one atomic step on local disk)."""
+        """Rename over any earlier file (one atomic step on local disk), or complete the upload.
+
+        An object store replaces the key's earlier object in the same step: readers see the old
+        file or the new one.
+        """
         assert self._writer is None, "finish() first"
-        assert self._handle is None, "finish() first"
         with as_write_error(self.target):
-            if is_local(self.fs):
+            if self.in_place:
+                assert self._handle is not None, "open() first"
+                handle, self._handle = self._handle, None
+                try:
+                    handle.close()  # the single PUT, or the multipart upload's completion
+                except BaseException:
+                    _abort_upload(handle)
+                    raise
+            elif is_local(self.fs):
+                assert self._handle is None, "finish() first"
                 os.replace(self.temp, self.final)
             else:
+                assert self._handle is None, "finish() first"
                 self.fs.mv(self.temp, self.final)
 
     def remove_stale_temps(self) -> None:
-        remove_stale_temps(self.fs, self.folder, self.final.rsplit("/", 1)[-1])
+        name = self.final.rsplit("/", 1)[-1]
+        remove_stale_temps(self.fs, self.folder, name)
+        if self.in_place:
+            abort_stale_uploads(self.fs, self.final)
 
     def discard(self) -> None:
         """Best effort: the error that brought us here matters more than one from cleaning up."""
+        if self.in_place:
+            self._discard_upload()
+            return
         if self._writer is not None:
             with suppress(Exception):
                 self._writer.close()
@@ -136,6 +190,64 @@ class StagedFile:
         with suppress(Exception):
             if self.fs.exists(self.temp):
                 self.fs.rm(self.temp)
+
+    def _discard_upload(self) -> None:
+        """Abort the upload first: the Parquet writer's footer must not reach it any more."""
+        if self._handle is not None:
+            _abort_upload(self._handle)
+        if self._writer is not None:
+            with suppress(Exception):
+                self._writer.close()
+        self._writer = self._handle = None
+
+
+def _abort_upload(handle: Any) -> None:
+    """Abort an unfinished upload (s3fs: ``AbortMultipartUpload``) and keep it from committing later.
+
+    fsspec's buffered files complete the upload in ``close``, which ``__exit__`` and ``__del__``
+    call even after an exception; marked closed, they do not.
+    """
+    with suppress(Exception):
+        discard = getattr(handle, "discard", None)
+        if callable(discard):
+            discard()
+    with suppress(Exception):
+        handle.closed = True
+
+
+def abort_stale_uploads(fs: AbstractFileSystem, path: str) -> int:
+    """Abort the multipart uploads of ``path`` that killed writers left; returns how many.
+
+    A SIGKILLed writer cannot abort its upload: its parts stay, unlisted but stored (and billed),
+    until a bucket lifecycle rule or this removes them. Only uploads of this very key untouched
+    (started, or last given a part) for ``STALE_TEMP_SECONDS`` go, so a concurrent writer's is
+    left alone. s3fs only; best effort, like ``remove_stale_temps``.
+    """
+    call = getattr(fs, "call_s3", None)
+    split = getattr(fs, "split_path", None)
+    if not callable(call) or not callable(split):
+        return 0
+    aborted = 0
+    try:
+        bucket, key, _ = split(path)
+        uploads = call("list_multipart_uploads", Bucket=bucket, Prefix=key).get("Uploads") or []
+        now = datetime.now(timezone.utc)
+        for upload in uploads:
+            if upload.get("Key") != key:
+                continue
+            upload_id = upload["UploadId"]
+            touched = [upload["Initiated"]]
+            parts = call("list_parts", Bucket=bucket, Key=key, UploadId=upload_id).get("Parts") or []
+            touched += [part["LastModified"] for part in parts]
+            if (now - max(touched)).total_seconds() < STALE_TEMP_SECONDS:
+                continue
+            call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+            aborted += 1
+    except Exception as exc:
+        log.debug("could not clean up stale multipart uploads of %s: %s", path, exc)
+    if aborted:
+        log.info("aborted %d stale multipart upload(s) of %s left by killed writers", aborted, path)
+    return aborted
 
 
 def remove_stale_temps(fs: AbstractFileSystem, folder: str, name: str) -> int:

@@ -91,7 +91,7 @@ def test_ingest_lands_every_word_once_and_a_rerun_replaces_them(
 
     run = dag.test(logical_date=DAY)
     assert run.state == "success"
-    words_dir = lake / "ds=2026-11-24" / "words"
+    words_dir = lake / "words" / "ds=2026-11-24"
     table = pads.dataset(words_dir, format="parquet").to_table()
     documents = sorted(p for p in inbox.iterdir() if not p.name.startswith("."))
     assert sorted(set(table["document_uri"].to_pylist())) == sorted(str(p) for p in documents)
@@ -107,7 +107,7 @@ def test_ingest_lands_every_word_once_and_a_rerun_replaces_them(
         assert landed == expected_words(server, doc), doc.name
         assert len(set(rows["request_id"].to_pylist())) == 1
 
-    pages = pads.dataset(lake / "ds=2026-11-24" / "pages", format="parquet").to_table()
+    pages = pads.dataset(lake / "pages" / "ds=2026-11-24", format="parquet").to_table()
     assert pages.num_rows == 1 + 3 + 12 + 23
 
     # The same day again: every file is replaced, no row is duplicated.
@@ -118,7 +118,7 @@ def test_ingest_lands_every_word_once_and_a_rerun_replaces_them(
     assert len(list(words_dir.glob("*.parquet"))) == len(documents)
     assert not [p for p in lake.rglob("*") if p.name.startswith(".")]  # no temp file left
     count = duckdb.execute(
-        "select count(*) from read_parquet(?, hive_partitioning = true)", [f"{lake}/*/words/*.parquet"]
+        "select count(*) from read_parquet(?, hive_partitioning = true)", [f"{lake}/words/*/*.parquet"]
     ).fetchall()[0][0]
     assert count == table.num_rows
 
@@ -197,11 +197,13 @@ def server_counts(server: EmulatorServer) -> dict[str, int]:
     return {name: e["total"] for name, e in endpoints.items() if name in ("sync", "submit") and e["total"]}
 
 
-def landed_documents(day: Path) -> dict[str, set[str]]:
-    """``{document_uri: {request_id, ...}}`` of the pages written under ``ds=<day>`` (none: {})."""
-    if not (day / "pages").is_dir():
+def landed_documents(lake: Path, partition: str = "ds=2026-11-24") -> dict[str, set[str]]:
+    """``{document_uri: {request_id, ...}}`` of the pages written under ``pages/<partition>`` (none: {})."""
+    if not (lake / "pages" / partition).is_dir():
         return {}
-    table = pads.dataset(day / "pages", format="parquet").to_table(columns=["document_uri", "request_id"])
+    table = pads.dataset(lake / "pages" / partition, format="parquet").to_table(
+        columns=["document_uri", "request_id"]
+    )
     found: dict[str, set[str]] = {}
     for uri, request_id in zip(
         table["document_uri"].to_pylist(), table["request_id"].to_pylist(), strict=True
@@ -249,7 +251,7 @@ def test_ingest_lands_documents_with_korean_and_spaced_names(
     states = task_states(run)
     assert run.state == "success", states
     assert states[("summarize", -1)] == "success"
-    landed = landed_documents(lake / "ds=2026-11-24")
+    landed = landed_documents(lake)
     assert sorted(landed) == documents
     assert all(len(ids) == 1 for ids in landed.values())
     summary = returned(run, "summarize")
@@ -278,14 +280,15 @@ def test_one_bad_document_fails_its_own_chain_and_the_others_land(
     run = load_dag("upstage_ocr_ingest.py", "upstage_ocr_ingest").test(logical_date=DAY)
 
     assert run.state == "failed"
-    day = lake / "ds=2026-11-24"
-    landed = landed_documents(day)
+    landed = landed_documents(lake)
     assert sorted(landed) == sorted(str(p) for p in good)
-    pages = pads.dataset(day / "pages", format="parquet").to_table().to_pylist()
+    pages = pads.dataset(lake / "pages" / "ds=2026-11-24", format="parquet").to_table().to_pylist()
     for doc, count in good.items():
         assert sorted(r["page"] for r in pages if r["document_uri"] == str(doc)) == list(range(1, count + 1))
     assert len(pages) == sum(good.values())
-    words = pads.dataset(day / "words", format="parquet").to_table(columns=["document_uri"])
+    words = pads.dataset(lake / "words" / "ds=2026-11-24", format="parquet").to_table(
+        columns=["document_uri"]
+    )
     assert set(words["document_uri"].to_pylist()) == {str(p) for p in good}
     assert words.num_rows == sum(good.values()) * WORDS_PER_PAGE
     # No upload of the bad file, one submission per good file: two calls, two distinct requests.
@@ -349,7 +352,7 @@ def test_the_readme_snippet_runs_and_a_bad_file_fails_only_its_own_chain(
         dag_file.unlink()
 
     assert run.state == "failed"
-    landed = landed_documents(lake / "ds=2026-11-24")
+    landed = landed_documents(lake)
     assert list(landed) == [str(inbox / "스캔 문서.pdf")]
     assert emulator.stats()["submissions"] == 1
     assert task_states(run) == {

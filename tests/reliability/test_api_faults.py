@@ -44,14 +44,16 @@ def endpoint(server: EmulatorServer, name: str) -> dict[str, int]:
     return {"total": entry["total"], **entry["by_status"]}
 
 
-def landed_pages(out: Path) -> list[tuple[str, int]]:
-    """(document_uri, page) of every page row written, duplicates kept."""
-    table = pads.dataset(out / "pages", format="parquet").to_table(columns=["document_uri", "page"])
+def landed_pages(out: Path, partition: str = "") -> list[tuple[str, int]]:
+    """(document_uri, page) of every page row written (under ``partition``), duplicates kept."""
+    table = pads.dataset(out / "pages" / partition, format="parquet").to_table(
+        columns=["document_uri", "page"]
+    )
     return list(zip(table["document_uri"].to_pylist(), table["page"].to_pylist(), strict=False))
 
 
-def landed_word_count(out: Path) -> int:
-    return pads.dataset(out / "words", format="parquet").count_rows()
+def landed_word_count(out: Path, partition: str = "") -> int:
+    return pads.dataset(out / "words" / partition, format="parquet").count_rows()
 
 
 def task_instance(run: Any, task_id: str) -> Any:
@@ -102,12 +104,14 @@ def test_half_of_all_calls_rate_limited_still_lands_every_page_once(
         assert max(retry_waits) > 1.0  # some call met two 429s in a row: the ceiling doubled
     else:  # as asked, plus up to a quarter of it so that callers turned away together spread out
         assert all(0.05 <= w <= 0.05 * (1 + RETRY_AFTER_JITTER) for w in retry_waits)
-    (day,) = lake.iterdir()  # ds=<the run's date>
-    pages = landed_pages(day)
+    assert sorted(p.name for p in lake.iterdir()) == ["pages", "words"]  # table first
+    (day,) = (p.name for p in (lake / "pages").iterdir())  # ds=<the run's date>
+    assert day.startswith("ds=")
+    pages = landed_pages(lake, day)
     expected = [(str(inbox / "a-3-pages.pdf"), p) for p in range(1, 4)]
     expected += [(str(inbox / "b-23-pages.pdf"), p) for p in range(1, 24)]
     assert sorted(pages) == expected  # 26 rows: none lost, none twice
-    assert landed_word_count(day) == 26 * WORDS_PER_PAGE
+    assert landed_word_count(lake, day) == 26 * WORDS_PER_PAGE
 
 
 # --- 2. 5xx bursts; resets and stalls in the middle of a download -----------------------------

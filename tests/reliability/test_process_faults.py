@@ -11,6 +11,7 @@ environment (connections, AIRFLOW_HOME, the database), so they see what the test
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -28,7 +29,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select
 
 from tests.emulator_fixtures import pdf_bytes as make_pdf
-from upstage_provider import ledger
+from tests.s3_fixtures import S3
+from upstage_provider import ledger, publish
 from upstage_provider.compat import AirflowException, AirflowFailException
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
@@ -400,6 +402,70 @@ def test_writer_killed_mid_write_leaves_readers_the_earlier_file_and_the_retry_r
     assert _temps(out / "pages") == []
 
 
+# --- 7b: the worker killed in the middle of a multipart upload to S3 (moto) ---------------------
+
+
+def _s3_write(spawn: Callable[..., Child], root: str, batches: int, words_per_page: int, tag: str) -> int:
+    child = spawn("proc_write", root, DOC_URI, str(batches), "2", str(words_per_page), "0", tag, "random")
+    words, _ = child.expect("DONE").split()
+    assert child.proc.wait(PATIENCE) == 0
+    return int(words)
+
+
+def _parts(s3: S3, upload: dict[str, Any]) -> int:
+    listed = s3.client().list_parts(Bucket="lake", Key=upload["Key"], UploadId=upload["UploadId"])
+    return len(listed.get("Parts", []))
+
+
+def test_writer_killed_mid_multipart_upload_leaves_nothing_visible_on_s3(
+    spawn: Callable[..., Child], s3_env_credentials: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL after the first 8 MiB part of a words file: readers still list only the earlier pair."""
+    s3 = s3_env_credentials
+    root = "s3://lake/ocr"
+    name = output_file_name(DOC_URI)
+    words_key, pages_key = f"ocr/words/{name}", f"ocr/pages/{name}"
+    v1_words = _s3_write(spawn, root, batches=1, words_per_page=10, tag="v1")
+    published = {key: s3.get("lake", key) for key in (words_key, pages_key)}
+    assert s3.uploads("lake") == [], "a small file is one PUT"
+
+    # v2: a first batch of 100,000 noisy words (about 10 MiB of Parquet: over one 8 MiB part),
+    # then a long pause before the second, which never comes.
+    writer = spawn("proc_write", root, DOC_URI, "2", "2", "50000", "0", "v2", "random")
+    writer.expect("BATCH 1")
+    wait_until(
+        lambda: any(u["Key"] == words_key and _parts(s3, u) >= 1 for u in s3.uploads("lake")),
+        "the first part of the words upload",
+        0.02,
+    )
+    writer.kill()
+
+    (killed,) = s3.uploads("lake")
+    assert killed["Key"] == words_key
+    assert _parts(s3, killed) >= 1
+    assert s3.keys("lake") == sorted([pages_key, words_key]), "no temporary or partial object is listed"
+    assert {key: s3.get("lake", key) for key in published} == published, "the earlier pair is intact"
+
+    # The retry replaces the pair; its clean-up aborts the killed writer's upload once it is stale
+    # (a younger one might be a concurrent run's, so it is left alone).
+    v3_words = _s3_write(spawn, root, batches=1, words_per_page=30, tag="v3")
+    assert [u["UploadId"] for u in s3.uploads("lake")] == [killed["UploadId"]]
+    monkeypatch.setattr(publish, "STALE_TEMP_SECONDS", 0.0)
+    assert publish.abort_stale_uploads(s3_filesystem(), f"lake/{words_key}") == 1
+    assert s3.uploads("lake") == []
+    assert s3.keys("lake") == sorted([pages_key, words_key])
+    table = pq.read_table(io.BytesIO(s3.get("lake", words_key)))
+    assert table.num_rows == v3_words == 60 != v1_words
+    assert {t.split("-")[0] for t in table["text"].to_pylist()} == {"v3"}
+
+
+def s3_filesystem() -> Any:
+    """An s3fs filesystem from the environment (the ``AWS_*`` variables), as the writer child has."""
+    import fsspec
+
+    return fsspec.filesystem("s3", skip_instance_cache=True)
+
+
 # --- 8: output storage failing: a full disk, a read-only file system -----------------------------
 
 
@@ -483,7 +549,8 @@ def test_read_only_output_fails_the_operator_before_any_paid_call(
     operator = UpstageOCROperator(
         task_id="ocr",
         document=str(document),
-        output_uri=str(lake / "ds=2026-11-24"),
+        output_uri=str(lake),
+        partition="ds=2026-11-24",
         conn_id=conn_id,
         mode=mode,
     )

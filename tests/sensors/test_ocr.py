@@ -275,3 +275,38 @@ def test_a_price_made_bad_while_waiting_lands_without_the_estimate(
     assert result["billed_pages"] == 3
     assert "estimated_cost" not in result
     assert any("landing without an estimated cost" in r.getMessage() for r in caplog.records)
+
+
+def test_a_partition_lands_under_each_table_and_is_in_the_summary(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path
+) -> None:
+    conn_id = connect(emulator.url)
+    request_id, _ = submitted(conn_id, 2)
+    wait(conn_id, request_id)
+    op = sensor(conn_id, request_id, tmp_path, partition="ds=2026-11-24")
+    assert {"partition", "storage_conn_id"} <= set(op.template_fields)
+    result = op.execute({})
+    assert result["partition"] == "ds=2026-11-24"
+    assert Path(result["words_uri"]).parent == tmp_path / "words" / "ds=2026-11-24"
+    assert Path(result["pages_uri"]).parent == tmp_path / "pages" / "ds=2026-11-24"
+    assert set(result) == {
+        "request_id",
+        "words_uri",
+        "pages_uri",
+        "pages",
+        "words",
+        "partition",
+        "billed_pages",
+    }
+
+
+def test_a_bad_partition_fails_for_good_before_any_status_call(
+    emulator: EmulatorServer, connect: Callable[..., str], tmp_path: Path
+) -> None:
+    conn_id = connect(emulator.url)
+    before = emulator.stats()["endpoints"].get("status", {}).get("total", 0)
+    op = sensor(conn_id, "req-unknown", tmp_path, partition="ds=../../etc")
+    with pytest.raises(AirflowFailException, match="not a Hive-style partition"):
+        op.execute({})
+    assert emulator.stats()["endpoints"].get("status", {}).get("total", 0) == before
+    assert not (tmp_path / "words").exists()

@@ -15,7 +15,7 @@ from upstage_provider.documents.split import DocumentPart, needs_split, split_do
 from upstage_provider.events import airflow_error, failed_for_good, raise_for_event
 from upstage_provider.exceptions import DocumentError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
-from upstage_provider.landing import check_price_per_page, land, land_request
+from upstage_provider.landing import check_price_per_page, land, land_request, valid_partition
 from upstage_provider.ledger import (
     DEFAULT_RETENTION,
     DOCUMENT_XCOM_KEY,
@@ -23,7 +23,12 @@ from upstage_provider.ledger import (
     document_handoff,
     submit_once,
 )
-from upstage_provider.locations import check_output_writable, read_valid_document
+from upstage_provider.locations import (
+    DEFAULT_STORAGE_CONN_ID,
+    check_output_writable,
+    plain_uri,
+    read_valid_document,
+)
 from upstage_provider.parquet import DocumentMeta
 from upstage_provider.parts import (
     PartRequest,
@@ -60,6 +65,9 @@ class UpstageOCRSubmitOperator(BaseOperator):
     :param document: local path or object-storage URI (``s3://``, ``gs://``, ``file://``, ...).
     :param conn_id: the ``upstage`` connection.
     :param model: ``ocr`` or a pinned model version.
+    :param storage_conn_id: the Airflow connection a plain ``s3://bucket/key`` document is read
+        with (``s3://conn@bucket/key`` keeps its own); a missing connection falls back to boto's
+        own credentials (environment, instance role). See :func:`upstage_provider.locations.location`.
     :param reattach_unrecorded: when an earlier try died between the upload and recording the
         request id, reattach to a request the API lists that matches the document's page count,
         every page's size and the time of the upload, instead of submitting again. Off by
@@ -74,7 +82,7 @@ class UpstageOCRSubmitOperator(BaseOperator):
         (``<uri>#pages=1001-2000``) with pages numbered within the part.
     """
 
-    template_fields: Sequence[str] = ("document", "conn_id", "model")
+    template_fields: Sequence[str] = ("document", "conn_id", "model", "storage_conn_id")
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -85,18 +93,20 @@ class UpstageOCRSubmitOperator(BaseOperator):
         model: str = "ocr",
         reattach_unrecorded: bool = False,
         split_long_documents: bool = False,
+        storage_conn_id: str | None = DEFAULT_STORAGE_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.document = document
         self.conn_id = conn_id
         self.model = model
+        self.storage_conn_id = storage_conn_id
         self.reattach_unrecorded = reattach_unrecorded
         self.split_long_documents = split_long_documents
 
     def execute(self, context: Context) -> str | list[dict[str, Any]]:
         check_price_per_page(self.conn_id)  # the sensor lands at this price: a bad one fails before paying
-        doc = read_valid_document(self.document, None)
+        doc = read_valid_document(self.document, None, self.storage_conn_id)
         if needs_split(doc) and not self.split_long_documents:
             raise AirflowFailException(_one_request_refusal(doc))
         if self.split_long_documents:
@@ -106,7 +116,7 @@ class UpstageOCRSubmitOperator(BaseOperator):
         ledger = Ledger(context, doc.sha256, self.model)
         try:
             entry, _ = submit_once(
-                hook, ledger, doc, str(self.document), reattach_unrecorded=self.reattach_unrecorded
+                hook, ledger, doc, plain_uri(self.document), reattach_unrecorded=self.reattach_unrecorded
             )
         except UpstageError as exc:
             if failed_for_good(context, exc):
@@ -192,7 +202,12 @@ class UpstageOCROperator(BaseOperator):
     with the part's page range in the message.
 
     :param document: local path or object-storage URI.
-    :param output_uri: folder (local path or URI) that receives ``words/`` and ``pages/``.
+    :param output_uri: the lake root (local path or URI) that receives ``words/`` and ``pages/``.
+    :param partition: Hive-style partition path under each table, templated, e.g.
+        ``"ds={{ ds }}"``: files land in ``<output_uri>/words/ds=.../`` and
+        ``<output_uri>/pages/ds=.../``. None writes to ``<output_uri>/words/`` itself.
+    :param storage_conn_id: the Airflow connection plain ``s3://`` URIs (the document and
+        ``output_uri``) are read and written with; see :class:`UpstageOCRSubmitOperator`.
     :param conn_id: the ``upstage`` connection.
     :param mode: ``auto``, ``sync`` or ``async``.
     :param model: ``ocr`` or a pinned model version.
@@ -205,7 +220,14 @@ class UpstageOCROperator(BaseOperator):
     :param reattach_unrecorded: see :class:`UpstageOCRSubmitOperator`.
     """
 
-    template_fields: Sequence[str] = ("document", "output_uri", "conn_id", "model")
+    template_fields: Sequence[str] = (
+        "document",
+        "output_uri",
+        "conn_id",
+        "model",
+        "partition",
+        "storage_conn_id",
+    )
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -222,6 +244,8 @@ class UpstageOCROperator(BaseOperator):
         reattach_unrecorded: bool = False,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         adaptive_polling: bool = True,
+        partition: str | None = None,
+        storage_conn_id: str | None = DEFAULT_STORAGE_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -239,15 +263,18 @@ class UpstageOCROperator(BaseOperator):
         self.reattach_unrecorded = reattach_unrecorded
         self.max_poll_interval = max_poll_interval
         self.adaptive_polling = adaptive_polling
+        self.partition = partition
+        self.storage_conn_id = storage_conn_id
 
     def execute(self, context: Context) -> dict[str, Any] | None:
+        valid_partition(self.partition)
         price = check_price_per_page(self.conn_id)
-        doc = read_valid_document(self.document, None)
+        doc = read_valid_document(self.document, None, self.storage_conn_id)
         path = self._path_for(doc)
         if path == "async" and needs_split(doc):
             return self._execute_parts(context, doc)
         read_valid_document(doc, path)
-        check_output_writable(self.output_uri)
+        check_output_writable(self.output_uri, self.storage_conn_id)
         self.log.info("%s: %s pages, %s path", self.document, doc.page_count or "?", path)
         hook = UpstageOCRHook(self.conn_id)
         ledger: Ledger | None = None
@@ -257,14 +284,16 @@ class UpstageOCROperator(BaseOperator):
                 return land(
                     [result],
                     output_uri=self.output_uri,
-                    meta=DocumentMeta(str(self.document), doc.sha256, None),
+                    meta=DocumentMeta(plain_uri(self.document), doc.sha256, None),
                     context=context,
                     outlets=self.outlets,
                     price_per_page=price,
+                    partition=self.partition,
+                    storage_conn_id=self.storage_conn_id,
                 )
             ledger = self._ledger(context, doc.sha256)
             entry, _ = submit_once(
-                hook, ledger, doc, str(self.document), reattach_unrecorded=self.reattach_unrecorded
+                hook, ledger, doc, plain_uri(self.document), reattach_unrecorded=self.reattach_unrecorded
             )
             return self._wait_and_land(hook, context, str(entry.request_id), doc)
         except UpstageError as exc:
@@ -341,9 +370,11 @@ class UpstageOCROperator(BaseOperator):
                 request_id,
                 info,
                 output_uri=self.output_uri,
-                meta=DocumentMeta(str(self.document), sha256, request_id),
+                meta=DocumentMeta(plain_uri(self.document), sha256, request_id),
                 context=context,
                 outlets=self.outlets,
+                partition=self.partition,
+                storage_conn_id=self.storage_conn_id,
             )
         except AirflowFailException:
             ledger.forget_if_variable()
@@ -355,7 +386,7 @@ class UpstageOCROperator(BaseOperator):
 
     def _execute_parts(self, context: Context, doc: Document) -> dict[str, Any] | None:
         parts = _split(doc)
-        check_output_writable(self.output_uri)
+        check_output_writable(self.output_uri, self.storage_conn_id)
         self.log.info(
             "%s: %s pages, %s bytes: over the async limits, split into %d parts (pages %s)",
             self.document,
@@ -374,7 +405,7 @@ class UpstageOCROperator(BaseOperator):
         The parts are found again from the document and the ledger (split again, no API call),
         not from the deferral's kwargs: ``dag.test()`` drops those when it resumes a task.
         """
-        doc = read_valid_document(self.document, None)
+        doc = read_valid_document(self.document, None, self.storage_conn_id)
         parts = _split(doc)
         try:
             raise_for_event(event)
@@ -463,11 +494,13 @@ class UpstageOCROperator(BaseOperator):
             hook,
             requests,
             known,
-            document_uri=str(self.document),
+            document_uri=plain_uri(self.document),
             document_sha256=sha256,
             output_uri=self.output_uri,
             context=context,
             outlets=self.outlets,
+            partition=self.partition,
+            storage_conn_id=self.storage_conn_id,
         )
 
     def _part_ledger(self, context: Context, sha256: str, part: DocumentPart) -> Ledger:

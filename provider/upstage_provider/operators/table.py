@@ -152,7 +152,7 @@ class UpstageOCRTableOperator(BaseOperator):
     def _resolve(self, uri: str) -> Any:
         """Input files through Airflow's object storage, with the storage connection when one is given."""
         if self.storage_conn_id:
-            return location(uri, conn_id=self.storage_conn_id)  # type: ignore[call-arg]
+            return location(uri, conn_id=self.storage_conn_id)
         return location(uri)
 
     def _commit(self, table_format: str, run: RunRows, tables: dict[str, str]) -> dict[str, CommitResult]:

@@ -12,9 +12,14 @@ from upstage_provider.compat import AirflowFailException, AirflowSensorTimeout, 
 from upstage_provider.events import airflow_error, raise_for_event
 from upstage_provider.exceptions import UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
-from upstage_provider.landing import check_price_per_page, land_request
+from upstage_provider.landing import check_price_per_page, land_request, valid_partition
 from upstage_provider.ledger import delete_variable, find_handoff
-from upstage_provider.locations import check_output_writable, read_document
+from upstage_provider.locations import (
+    DEFAULT_STORAGE_CONN_ID,
+    check_output_writable,
+    plain_uri,
+    read_document,
+)
 from upstage_provider.parquet import DocumentMeta
 from upstage_provider.polling import DEFAULT_MAX_POLL_INTERVAL, check_intervals
 from upstage_provider.runtime import waiting_trigger
@@ -28,16 +33,24 @@ class UpstageOCRSensor(BaseSensorOperator):
     """
     Wait for an async OCR request, then write its results under ``output_uri``.
 
-    Writes ``<output_uri>/words/<doc>.parquet`` and ``<output_uri>/pages/<doc>.parquet`` and
-    returns ``{"request_id", "words_uri", "pages_uri", "pages", "words", "billed_pages"}`` (with a
-    ``price_per_page`` on the connection also ``"estimated_cost"`` and ``"price_per_page"``).
+    Writes ``<output_uri>/words/<doc>.parquet`` and ``<output_uri>/pages/<doc>.parquet`` (with
+    ``partition``: ``<output_uri>/words/<partition>/<doc>.parquet``, ...) and returns
+    ``{"request_id", "words_uri", "pages_uri", "pages", "words", "partition", "billed_pages"}``
+    (with a ``price_per_page`` on the connection also ``"estimated_cost"`` and ``"price_per_page"``).
     Deferrable, it waits in the triggerer through
     :class:`~upstage_provider.triggers.ocr.UpstageOCRTrigger`; otherwise it pokes
     (``mode="reschedule"`` frees the slot between pokes). A failed request or batch fails
     the task without retries.
 
     :param request_id: the request to wait for (usually ``UpstageOCRSubmitOperator``'s output).
-    :param output_uri: folder (local path or object-storage URI) that receives the Parquet.
+    :param output_uri: the lake root (local path or object-storage URI) that receives ``words/``
+        and ``pages/``.
+    :param partition: Hive-style partition path under each table, templated, e.g.
+        ``"ds={{ ds }}"`` (several levels: ``"year=2026/month=11"``). None writes to
+        ``<output_uri>/words/`` itself.
+    :param storage_conn_id: the Airflow connection plain ``s3://`` URIs (``output_uri`` and
+        ``document``) are written and read with; ``s3://conn@bucket/...`` keeps its own. A
+        missing connection falls back to boto's own credentials (environment, instance role).
     :param conn_id: the ``upstage`` connection.
     :param document: the submitted document, when the request was not submitted by an upstream
         ``UpstageOCRSubmitOperator`` (whose XCom ``upstage_document`` names it); gives the
@@ -51,7 +64,14 @@ class UpstageOCRSensor(BaseSensorOperator):
         ``poll_interval``.
     """
 
-    template_fields: Sequence[str] = ("request_id", "output_uri", "conn_id", "document")
+    template_fields: Sequence[str] = (
+        "request_id",
+        "output_uri",
+        "conn_id",
+        "document",
+        "partition",
+        "storage_conn_id",
+    )
     # The waiting schedule is not templated: a bad one must fail when the DAG is parsed.
     ui_color = "#e8f0fe"
 
@@ -67,6 +87,8 @@ class UpstageOCRSensor(BaseSensorOperator):
         timeout: float | timedelta = timedelta(hours=24),
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         adaptive_polling: bool = True,
+        partition: str | None = None,
+        storage_conn_id: str | None = DEFAULT_STORAGE_CONN_ID,
         **kwargs: Any,
     ) -> None:
         check_intervals(poll_interval, max_poll_interval)
@@ -79,10 +101,13 @@ class UpstageOCRSensor(BaseSensorOperator):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.adaptive_polling = adaptive_polling
+        self.partition = partition
+        self.storage_conn_id = storage_conn_id
 
     def execute(self, context: Context) -> Any:
         # Hours of waiting must not end in a write that cannot succeed, nor a price that is not one.
-        check_output_writable(self.output_uri)
+        valid_partition(self.partition)
+        check_output_writable(self.output_uri, self.storage_conn_id)
         check_price_per_page(self.conn_id)
         if not self.deferrable:
             return super().execute(context)
@@ -143,6 +168,8 @@ class UpstageOCRSensor(BaseSensorOperator):
                 meta=self._meta(context),
                 context=context,
                 outlets=self.outlets,
+                partition=self.partition,
+                storage_conn_id=self.storage_conn_id,
             )
         except AirflowFailException:
             self._forget_submission(context)
@@ -152,11 +179,13 @@ class UpstageOCRSensor(BaseSensorOperator):
 
     def _meta(self, context: Context) -> DocumentMeta:
         if self.document:
-            doc = read_document(self.document)
-            return DocumentMeta(str(self.document), doc.sha256, self.request_id)
+            doc = read_document(self.document, self.storage_conn_id)
+            return DocumentMeta(plain_uri(self.document), doc.sha256, self.request_id)
         handoff = self._handoff(context)
         if handoff:
-            return DocumentMeta(handoff["document_uri"], handoff["document_sha256"], self.request_id)
+            # plain_uri again: a handoff pushed before the connection id was stripped may carry one.
+            uri = plain_uri(handoff["document_uri"])
+            return DocumentMeta(uri, handoff["document_sha256"], self.request_id)
         self.log.warning(
             "Upstage request %s was not submitted by an upstream UpstageOCRSubmitOperator and no "
             "`document` was given: document_uri and document_sha256 are left unknown",
