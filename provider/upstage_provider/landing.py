@@ -71,8 +71,8 @@ def land(
     )
     result = summarize(summary, meta.request_id)
     emit_asset_events(context, outlets, result)
-    # Lineage (OpenLineage facets for the document and the two Parquet files) belongs here too,
-    # next to the asset events: both tell Airflow what this write produced.
+    # OpenLineage facets (upstage_provider.lineage) are built from this summary by the task's
+    # get_openlineage_facets_on_complete, which the listener calls once the task has succeeded.
     return result
 
 
@@ -84,6 +84,7 @@ def summarize(summary: WriteSummary, request_id: str | None) -> dict[str, Any]:
         "pages_uri": summary.pages_uri,
         "pages": summary.pages,
         "words": summary.words,
+        "model_version": summary.model_version,
     }
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from upstage_provider import lineage
 from upstage_provider.compat import AirflowFailException, AirflowSensorTimeout, conf
 from upstage_provider.events import airflow_error, raise_for_event
 from upstage_provider.exceptions import UpstageError
@@ -52,6 +53,10 @@ class UpstageOCRSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("request_id", "output_uri", "conn_id", "document")
     # The waiting schedule is not templated: a bad one must fail when the DAG is parsed.
     ui_color = "#e8f0fe"
+    # What the OpenLineage methods report, set while the task runs (the listener calls them on
+    # this same object once the task has ended).
+    _lineage_document: str | None = None
+    _lineage_summary: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -145,14 +150,17 @@ class UpstageOCRSensor(BaseSensorOperator):
             self._forget_submission(context)
             raise
         self._forget_submission(context)
+        self._lineage_summary = summary
         return summary
 
     def _meta(self, context: Context) -> DocumentMeta:
         if self.document:
+            self._lineage_document = str(self.document)
             doc = read_document(self.document)
             return DocumentMeta(str(self.document), doc.sha256, self.request_id)
         handoff = self._handoff(context)
         if handoff:
+            self._lineage_document = str(handoff["document_uri"])
             return DocumentMeta(handoff["document_uri"], handoff["document_sha256"], self.request_id)
         self.log.warning(
             "Upstage request %s was not submitted by an upstream UpstageOCRSubmitOperator and no "
@@ -160,6 +168,24 @@ class UpstageOCRSensor(BaseSensorOperator):
             self.request_id,
         )
         return DocumentMeta(f"upstage://requests/{self.request_id}", "", self.request_id)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the document in, its words and pages files out, the request's facets."""
+        return lineage.ocr_lineage(
+            self._lineage_document,
+            self._lineage_summary,
+            source=lineage.api_source_for(self.conn_id),
+            fs=lineage.storage_fs(self.output_uri),
+        )
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage: the document and request known so far, and the error the task failed with."""
+        return lineage.failure_lineage(
+            self._lineage_document or (str(self.document) if self.document else None),
+            self.request_id,
+            lineage.task_error(task_instance),
+            source=lineage.api_source_for(self.conn_id),
+        )
 
     def _handoff(self, context: Context) -> dict[str, Any] | None:
         """Pulled once per task run: the metadata and the Variable cleanup both need it."""
