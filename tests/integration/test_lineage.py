@@ -185,7 +185,7 @@ def test_every_task_emits_its_document_files_and_request(
     lineage_env: Callable[[EmulatorServer], dict[str, Path]],
 ) -> None:
     # Slow enough pages that both waiting tasks defer: their COMPLETE comes from the resumed task.
-    server = make_emulator(faults=FaultConfig(latency_per_page=0.05))
+    server = make_emulator(faults=FaultConfig(latency_per_page=0.2))
     paths = lineage_env(server)
     source = f"upstage://{urlsplit(server.url).netloc}"
     dag = load_dag(DAG_FILE, "upstage_lineage_pipeline")
@@ -233,7 +233,8 @@ def test_failed_tasks_emit_the_error_with_their_document_and_request(
     make_emulator: Callable[..., EmulatorServer],
     lineage_env: Callable[[EmulatorServer], dict[str, Path]],
 ) -> None:
-    server = make_emulator(faults=FaultConfig(fail_request_message="page 3 is unreadable"))
+    # The first batch of every request fails, after its pages' latency: both waiting tasks defer.
+    server = make_emulator(faults=FaultConfig(fail_batches=(0,), latency_per_page=0.2))
     paths = lineage_env(server)
     dag = load_dag(DAG_FILE, "upstage_lineage_failures")
 
@@ -243,15 +244,26 @@ def test_failed_tasks_emit_the_error_with_their_document_and_request(
     dag_id = "upstage_lineage_failures"
     request_id = returned(run, "submit")
 
-    # The API failed the request: the sensor's FAIL names the request, the document, the reason.
-    failed = only(task_events(events, dag_id, "wait_and_land"), "FAIL")
-    facets = failed["run"]["facets"]
-    assert "page 3 is unreadable" in facets["errorMessage"]["message"]
-    assert facets["errorMessage"]["programmingLanguage"] == "python"
-    assert facets["externalQuery"]["externalQueryId"] == request_id
-    assert names(failed["inputs"]) == [dataset(paths["async"])]
-    assert failed["outputs"] == []
-    assert "COMPLETE" not in task_events(events, dag_id, "wait_and_land")
+    # The API failed the requests: each FAIL names the request, the document, the reason; the
+    # one-task operator's after it was resumed from deferral.
+    one_task = task_events(events, dag_id, "ocr_failed")
+    one_task_request = one_task["FAIL"][0]["run"]["facets"].get("externalQuery", {}).get("externalQueryId")
+    for task_id, document, request in (
+        ("wait_and_land", paths["async"], request_id),
+        ("ocr_failed", paths["one_task"], one_task_request),
+    ):
+        emitted = task_events(events, dag_id, task_id)
+        failed = only(emitted, "FAIL")
+        assert "COMPLETE" not in emitted
+        facets = failed["run"]["facets"]
+        assert "could not be processed (injected fault)" in facets["errorMessage"]["message"]
+        assert facets["errorMessage"]["programmingLanguage"] == "python"
+        assert request
+        assert facets["externalQuery"]["externalQueryId"] == request
+        assert request in facets["errorMessage"]["message"]
+        assert names(failed["inputs"]) == [dataset(document)]
+        assert failed["outputs"] == []
+        assert len(emitted["START"]) == 2, task_id  # deferred, resumed, failed
 
     # A document refused before any API call: the document and the reason, no request.
     failed = only(task_events(events, dag_id, "bad_document"), "FAIL")
@@ -261,7 +273,7 @@ def test_failed_tasks_emit_the_error_with_their_document_and_request(
     assert "Traceback" in facets["errorMessage"]["stackTrace"]
     assert "externalQuery" not in facets
     assert names(failed["inputs"]) == [dataset(paths["bad"])]
-    assert server.stats()["submissions"] == 1  # the broken document never reached the API
+    assert server.stats()["submissions"] == 2  # the broken document never reached the API
 
 
 def test_the_provider_plugin_registers_the_listener_from_the_configuration(tmp_path: Path) -> None:

@@ -181,11 +181,21 @@ class UpstageOCRSensor(BaseSensorOperator):
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
         """OpenLineage: the document and request known so far, and the error the task failed with."""
         return lineage.failure_lineage(
-            self._lineage_document or (str(self.document) if self.document else None),
+            self._lineage_document or self._handoff_document(task_instance),
             self.request_id,
             lineage.task_error(task_instance),
             source=lineage.api_source_for(self.conn_id),
         )
+
+    def _handoff_document(self, task_instance: Any) -> str | None:
+        """The document of a task that failed before it read the handoff (a failed request)."""
+        if self.document:
+            return str(self.document)
+        try:
+            handoff = self._handoff(task_instance.get_template_context())
+        except Exception:
+            return None
+        return str(handoff["document_uri"]) if handoff else None
 
     def _handoff(self, context: Context) -> dict[str, Any] | None:
         """Pulled once per task run: the metadata and the Variable cleanup both need it."""

@@ -42,12 +42,20 @@ def upstage_lineage_pipeline() -> None:
 
 @dag(schedule=None, start_date=START, catchup=False)
 def upstage_lineage_failures() -> None:
-    """A request the API fails (the emulator's fault), and a document refused before any call."""
+    """Requests the API fails (the emulator's fault), and a document refused before any call."""
     submitted = UpstageOCRSubmitOperator(task_id="submit", document=ASYNC_DOCUMENT)
     UpstageOCRSensor(
         task_id="wait_and_land",
         request_id=submitted.output,
         output_uri=OUTPUT,
+        deferrable=True,
+        poll_interval=0.05,
+    )
+    UpstageOCROperator(
+        task_id="ocr_failed",
+        document=ONE_TASK_DOCUMENT,
+        output_uri=OUTPUT,
+        mode="async",
         deferrable=True,
         poll_interval=0.05,
     )
