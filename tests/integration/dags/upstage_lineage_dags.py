@@ -20,16 +20,20 @@ START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 @dag(schedule=None, start_date=START, catchup=False)
 def upstage_lineage_pipeline() -> None:
-    """Every task kind once: submit + deferred sensor, the one-task operator async and sync."""
+    """Every task kind once: submit + deferred sensor, the one-task operator async and sync.
+
+    One after another: each waiting task checks its request right after the submission, while
+    the emulator's page latency keeps it running, so both defer in every run.
+    """
     submitted = UpstageOCRSubmitOperator(task_id="submit", document=ASYNC_DOCUMENT)
-    UpstageOCRSensor(
+    landed = UpstageOCRSensor(
         task_id="wait_and_land",
         request_id=submitted.output,
         output_uri=OUTPUT,
         deferrable=True,
         poll_interval=0.05,
     )
-    UpstageOCROperator(
+    one_task = UpstageOCROperator(
         task_id="ocr_async",
         document=ONE_TASK_DOCUMENT,
         output_uri=OUTPUT,
@@ -37,29 +41,37 @@ def upstage_lineage_pipeline() -> None:
         deferrable=True,
         poll_interval=0.05,
     )
-    UpstageOCROperator(task_id="ocr_sync", document=SYNC_DOCUMENT, output_uri=OUTPUT, mode="sync")
+    sync = UpstageOCROperator(task_id="ocr_sync", document=SYNC_DOCUMENT, output_uri=OUTPUT, mode="sync")
+    landed >> one_task >> sync
 
 
 @dag(schedule=None, start_date=START, catchup=False)
 def upstage_lineage_failures() -> None:
-    """Requests the API fails (the emulator's fault), and a document refused before any call."""
+    """Requests the API fails (the emulator's fault), and a document refused before any call.
+
+    One after another, as in the pipeline above, so both waiting tasks defer before they fail.
+    """
     submitted = UpstageOCRSubmitOperator(task_id="submit", document=ASYNC_DOCUMENT)
-    UpstageOCRSensor(
+    landed = UpstageOCRSensor(
         task_id="wait_and_land",
         request_id=submitted.output,
         output_uri=OUTPUT,
         deferrable=True,
         poll_interval=0.05,
     )
-    UpstageOCROperator(
+    one_task = UpstageOCROperator(
         task_id="ocr_failed",
         document=ONE_TASK_DOCUMENT,
         output_uri=OUTPUT,
         mode="async",
         deferrable=True,
         poll_interval=0.05,
+        trigger_rule="all_done",
     )
-    UpstageOCROperator(task_id="bad_document", document=BAD_DOCUMENT, output_uri=OUTPUT)
+    bad = UpstageOCROperator(
+        task_id="bad_document", document=BAD_DOCUMENT, output_uri=OUTPUT, trigger_rule="all_done"
+    )
+    landed >> one_task >> bad
 
 
 upstage_lineage_pipeline()
