@@ -20,6 +20,10 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_DAGS)
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# OpenLineage off for the whole suite, whatever the machine's environment says (an OPENLINEAGE_URL
+# would make every dag.test() try HTTP): the provider's plugin then registers no listener. The
+# lineage tests (tests/integration/test_lineage.py) register one themselves.
+os.environ["AIRFLOW__OPENLINEAGE__DISABLED"] = "True"
 # Nothing in the suite may reach the real API: a key in the environment would only mask bugs.
 os.environ.pop("UPSTAGE_API_KEY", None)
 

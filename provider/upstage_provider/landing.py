@@ -93,8 +93,8 @@ def land(
     )
     result = summarize(summary, meta.request_id, price_per_page=price_per_page)
     emit_asset_events(context, outlets, result)
-    # Lineage (OpenLineage facets for the document and the two Parquet files) belongs here too,
-    # next to the asset events: both tell Airflow what this write produced.
+    # OpenLineage facets (upstage_provider.lineage) are built from this summary by the task's
+    # get_openlineage_facets_on_complete, which the listener calls once the task has succeeded.
     return result
 
 
@@ -122,6 +122,7 @@ def summarize(
         "words": summary.words,
         "billed_pages": summary.billed_pages,
         "partition": summary.partition,
+        "model_version": summary.model_version,
     }
     if price_per_page is not None:
         result["estimated_cost"] = estimated_cost(summary.billed_pages, price_per_page)

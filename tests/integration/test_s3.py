@@ -105,7 +105,7 @@ def test_a_uri_naming_its_connection_still_works_and_lands_the_plain_uri(
     assert returned(run, "wait_and_land")["words_uri"] == f"s3://lake/{keys[1]}"
 
 
-@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.usefixtures("fresh_ingest_dag")
 def test_the_example_ingest_dag_on_s3(
     lake: S3, upstage: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

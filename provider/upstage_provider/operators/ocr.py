@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
+from upstage_provider import lineage
 from upstage_provider.compat import AirflowException, AirflowFailException, conf
 from upstage_provider.documents import MAX_ASYNC_PAGES, MAX_FILE_BYTES, MAX_SYNC_PAGES, Document
 from upstage_provider.documents.split import DocumentPart, needs_split, split_document
@@ -84,6 +85,9 @@ class UpstageOCRSubmitOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("document", "conn_id", "model", "storage_conn_id")
     ui_color = "#e8f0fe"
+    # For the OpenLineage methods, set while the task runs: the request(s) and the page count.
+    _lineage_request_ids: tuple[str, ...] = ()
+    _lineage_pages: int | None = None
 
     def __init__(
         self,
@@ -107,6 +111,7 @@ class UpstageOCRSubmitOperator(BaseOperator):
     def execute(self, context: Context) -> str | list[dict[str, Any]]:
         check_price_per_page(self.conn_id)  # the sensor lands at this price: a bad one fails before paying
         doc = read_valid_document(self.document, None, self.storage_conn_id)
+        self._lineage_pages = doc.page_count
         if needs_split(doc) and not self.split_long_documents:
             raise AirflowFailException(_one_request_refusal(doc))
         if self.split_long_documents:
@@ -125,7 +130,26 @@ class UpstageOCRSubmitOperator(BaseOperator):
         finally:
             hook.close()
         context["ti"].xcom_push(key=DOCUMENT_XCOM_KEY, value=document_handoff(entry, ledger.variable_key))
+        self._lineage_request_ids = (str(entry.request_id),)
         return str(entry.request_id)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the document in, no output yet, the request id(s) as the external query."""
+        return lineage.submit_lineage(
+            str(self.document),
+            self._lineage_request_ids,
+            source=lineage.api_source_for(self.conn_id),
+            pages=self._lineage_pages,
+        )
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage: the document, any request already made, the error the task failed with."""
+        return lineage.failure_lineage(
+            str(self.document),
+            ",".join(self._lineage_request_ids) or None,
+            lineage.task_error(task_instance),
+            source=lineage.api_source_for(self.conn_id),
+        )
 
     def _submit_parts(self, context: Context, doc: Document) -> list[dict[str, Any]]:
         parts = _split(doc)
@@ -160,6 +184,7 @@ class UpstageOCRSubmitOperator(BaseOperator):
             for part, r in zip(parts, requests, strict=True)
         ]
         context["ti"].xcom_push(key=DOCUMENT_XCOM_KEY, value=handoffs)
+        self._lineage_request_ids = tuple(r.request_id for r in requests)
         return [r.to_json() for r in requests]
 
 
@@ -229,6 +254,10 @@ class UpstageOCROperator(BaseOperator):
         "storage_conn_id",
     )
     ui_color = "#e8f0fe"
+    # For the OpenLineage methods, set while the task runs (the listener calls them on this same
+    # object once the task has ended): the request(s) made and the summary of what landed.
+    _lineage_request_id: str | None = None
+    _lineage_summary: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -281,15 +310,17 @@ class UpstageOCROperator(BaseOperator):
         try:
             if path == "sync":
                 result = hook.ocr(doc, model=self.model)
-                return land(
-                    [result],
-                    output_uri=self.output_uri,
-                    meta=DocumentMeta(plain_uri(self.document), doc.sha256, None),
-                    context=context,
-                    outlets=self.outlets,
-                    price_per_page=price,
-                    partition=self.partition,
-                    storage_conn_id=self.storage_conn_id,
+                return self._landed(
+                    land(
+                        [result],
+                        output_uri=self.output_uri,
+                        meta=DocumentMeta(plain_uri(self.document), doc.sha256, None),
+                        context=context,
+                        outlets=self.outlets,
+                        price_per_page=price,
+                        partition=self.partition,
+                        storage_conn_id=self.storage_conn_id,
+                    )
                 )
             ledger = self._ledger(context, doc.sha256)
             entry, _ = submit_once(
@@ -302,6 +333,28 @@ class UpstageOCROperator(BaseOperator):
             raise airflow_error(exc) from None
         finally:
             hook.close()
+
+    def _landed(self, summary: dict[str, Any]) -> dict[str, Any]:
+        self._lineage_summary = summary
+        return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the document in, its words and pages files out, the request's facets."""
+        return lineage.ocr_lineage(
+            str(self.document),
+            self._lineage_summary,
+            source=lineage.api_source_for(self.conn_id),
+            fs=lineage.storage_fs(self.output_uri, self.storage_conn_id),
+        )
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage: the document, any request already made, the error the task failed with."""
+        return lineage.failure_lineage(
+            str(self.document),
+            self._lineage_request_id,
+            lineage.task_error(task_instance),
+            source=lineage.api_source_for(self.conn_id),
+        )
 
     def _ledger(self, context: Context, sha256: str) -> Ledger:
         return Ledger(context, sha256, self.model, retention=self._retention())
@@ -321,6 +374,7 @@ class UpstageOCROperator(BaseOperator):
     def _wait_and_land(
         self, hook: UpstageOCRHook, context: Context, request_id: str, doc: Document
     ) -> dict[str, Any] | None:
+        self._lineage_request_id = request_id
         trigger, backstop = waiting_trigger(
             request_id,
             self.conn_id,
@@ -349,6 +403,7 @@ class UpstageOCROperator(BaseOperator):
     def execute_complete(
         self, context: Context, event: dict[str, Any], document_sha256: str = ""
     ) -> dict[str, Any]:
+        self._lineage_request_id = event.get("request_id") or None
         try:
             request_id = raise_for_event(event)
         except AirflowFailException:
@@ -380,7 +435,7 @@ class UpstageOCROperator(BaseOperator):
             ledger.forget_if_variable()
             raise
         ledger.forget_if_variable()
-        return summary
+        return self._landed(summary)
 
     # --- a document split into parts (over 1,000 pages or 50 MB) --------------------------------------
 
@@ -407,6 +462,7 @@ class UpstageOCROperator(BaseOperator):
         """
         doc = read_valid_document(self.document, None, self.storage_conn_id)
         parts = _split(doc)
+        self._lineage_request_id = event.get("request_id") or None
         try:
             raise_for_event(event)
         except AirflowException as exc:
@@ -445,6 +501,7 @@ class UpstageOCROperator(BaseOperator):
                     ledger_for=ledger_for,
                     reattach_unrecorded=self.reattach_unrecorded,
                 )
+            self._lineage_request_id = ",".join(r.request_id for r in requests)
             summary = self._wait_parts(hook, context, doc.sha256, requests, deadline)
         except UpstageError as exc:
             if failed_for_good(context, exc):
@@ -453,7 +510,7 @@ class UpstageOCROperator(BaseOperator):
         finally:
             hook.close()
         self._forget_parts(context, doc.sha256, parts)
-        return summary
+        return self._landed(summary)
 
     def _wait_parts(
         self,

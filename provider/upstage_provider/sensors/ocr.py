@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from upstage_provider import lineage
 from upstage_provider.compat import AirflowFailException, AirflowSensorTimeout, conf
 from upstage_provider.events import airflow_error, raise_for_event
 from upstage_provider.exceptions import UpstageError
@@ -74,6 +75,10 @@ class UpstageOCRSensor(BaseSensorOperator):
     )
     # The waiting schedule is not templated: a bad one must fail when the DAG is parsed.
     ui_color = "#e8f0fe"
+    # What the OpenLineage methods report, set while the task runs (the listener calls them on
+    # this same object once the task has ended).
+    _lineage_document: str | None = None
+    _lineage_summary: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -175,16 +180,19 @@ class UpstageOCRSensor(BaseSensorOperator):
             self._forget_submission(context)
             raise
         self._forget_submission(context)
+        self._lineage_summary = summary
         return summary
 
     def _meta(self, context: Context) -> DocumentMeta:
         if self.document:
+            self._lineage_document = plain_uri(self.document)
             doc = read_document(self.document, self.storage_conn_id)
             return DocumentMeta(plain_uri(self.document), doc.sha256, self.request_id)
         handoff = self._handoff(context)
         if handoff:
             # plain_uri again: a handoff pushed before the connection id was stripped may carry one.
             uri = plain_uri(handoff["document_uri"])
+            self._lineage_document = uri
             return DocumentMeta(uri, handoff["document_sha256"], self.request_id)
         self.log.warning(
             "Upstage request %s was not submitted by an upstream UpstageOCRSubmitOperator and no "
@@ -192,6 +200,34 @@ class UpstageOCRSensor(BaseSensorOperator):
             self.request_id,
         )
         return DocumentMeta(f"upstage://requests/{self.request_id}", "", self.request_id)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the document in, its words and pages files out, the request's facets."""
+        return lineage.ocr_lineage(
+            self._lineage_document,
+            self._lineage_summary,
+            source=lineage.api_source_for(self.conn_id),
+            fs=lineage.storage_fs(self.output_uri, self.storage_conn_id),
+        )
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage: the document and request known so far, and the error the task failed with."""
+        return lineage.failure_lineage(
+            self._lineage_document or self._handoff_document(task_instance),
+            self.request_id,
+            lineage.task_error(task_instance),
+            source=lineage.api_source_for(self.conn_id),
+        )
+
+    def _handoff_document(self, task_instance: Any) -> str | None:
+        """The document of a task that failed before it read the handoff (a failed request)."""
+        if self.document:
+            return str(self.document)
+        try:
+            handoff = self._handoff(task_instance.get_template_context())
+        except Exception:
+            return None
+        return str(handoff["document_uri"]) if handoff else None
 
     def _handoff(self, context: Context) -> dict[str, Any] | None:
         """Pulled once per task run: the metadata and the Variable cleanup both need it."""
