@@ -129,14 +129,19 @@ def test_a_catalog_connection_reruns_a_day_once_and_adds_the_next(
         assert secret not in out + err
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["other-documents", "reruns-sharing-a-data-file"])
 def test_two_runs_committing_at_once_both_land_after_a_409(
     warehouse: RestWarehouse,
     rest_catalog: RestCatalogServer,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    shared: bool,
 ) -> None:
+    """With ``shared``, one run wrote all four documents first: both reruns delete from its data file."""
     lake = tmp_path / "lake"
     run(warehouse, [land(lake, "ds=2026-11-23", "/in/old.pdf", 1)])
+    if shared:
+        run(warehouse, [land(lake, DAY1, f"/in/{d}.pdf", 1) for d in "abcd"])
     first = rows_of(lake, DAY1, ["/in/a.pdf", "/in/b.pdf"], 2)
     other = rows_of(lake, DAY1, ["/in/c.pdf", "/in/d.pdf"], 3)
     caplog.set_level(logging.WARNING)
@@ -144,8 +149,6 @@ def test_two_runs_committing_at_once_both_land_after_a_409(
     results, loaded = race(warehouse, [first, other])
 
     assert len(set(loaded)) == 1, f"both runs must start from the same snapshot, got {loaded}"
-    assert rest_catalog.conflicts() >= 1, "the loser's stale commit must have been refused with 409"
-    assert [r for r in caplog.records if "concurrent" in r.getMessage()], "the loser must have retried"
     words = warehouse.read("words")
     counts = collections.Counter(zip(words["ds"].to_pylist(), words["document_uri"].to_pylist(), strict=True))
     assert counts == {
@@ -155,7 +158,12 @@ def test_two_runs_committing_at_once_both_land_after_a_409(
         ("2026-11-24", "/in/c.pdf"): 3 * WORDS_PER_PAGE,
         ("2026-11-24", "/in/d.pdf"): 3 * WORDS_PER_PAGE,
     }
-    assert len(results) == 2
+    assert rest_catalog.conflicts() >= 1, "the loser's stale commit must have been refused with 409"
+    retried = [r.getMessage() for r in caplog.records if "concurrent" in r.getMessage()]
+    assert retried, "the loser must have retried"
+    if shared:
+        # pyiceberg's own retry cannot redo a delete from a file the winner rewrote: the operator did.
+        assert sorted(r.attempts for r in results) == [1, 2]
 
 
 @pytest.mark.parametrize(
