@@ -10,6 +10,9 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +216,43 @@ def test_an_unknown_warehouse_fails_the_task_clearly(rest_catalog: RestCatalogSe
     warehouse.catalog_properties["warehouse"] = "elsewhere"
     with pytest.raises(AirflowFailException, match=r"no warehouse 'elsewhere'.*check its properties"):
         run(warehouse, [land(tmp_path / "lake", DAY1, "/in/a.pdf", 1)])
+
+
+def test_the_example_dags_environment_reaches_a_rest_catalog(
+    rest_catalog: RestCatalogServer, tmp_path: Path
+) -> None:
+    """UPSTAGE_INGEST_* name the catalog; the token is pyiceberg's PYICEBERG_CATALOG__UPSTAGE__TOKEN.
+
+    A fresh interpreter, because pyiceberg reads its environment once, when it is imported.
+    """
+    summary = land(tmp_path / "lake", DAY1, "/in/a.pdf", 2)
+    script = (
+        "import json, sys\n"
+        "from upstage_provider.operators.table import UpstageOCRTableOperator\n"
+        "from upstage_provider.tables import from_environment\n"
+        "kwargs = from_environment()\n"
+        "op = UpstageOCRTableOperator(task_id='tables', summaries=[json.loads(sys.argv[1])], **kwargs)\n"
+        "print(json.dumps({'kwargs': kwargs, 'rows': op.execute(context={})['rows']}))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "UPSTAGE_INGEST_TABLE_FORMAT": "iceberg",
+        "UPSTAGE_INGEST_CATALOG_URI": rest_catalog.uri,
+        "UPSTAGE_INGEST_WAREHOUSE": "lake",
+        "PYICEBERG_CATALOG__UPSTAGE__TOKEN": REST_TOKEN,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(summary)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["kwargs"]["catalog_properties"] == {"uri": rest_catalog.uri, "warehouse": "lake"}
+    assert result["rows"] == {"words": 2 * WORDS_PER_PAGE, "pages": 2}
+    assert rest_catalog.catalog.load_table("upstage_ocr.pages").scan().to_arrow().num_rows == 2
+    assert REST_TOKEN not in done.stdout + done.stderr
