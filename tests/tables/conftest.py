@@ -1,7 +1,8 @@
-"""Table fixtures: a warehouse per test, and the table operator's kwargs for each format."""
+"""Table fixtures: a warehouse per test, the table operator's kwargs for each format, a REST catalog."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,27 @@ class Warehouse:
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
     (tmp_path / "tables").mkdir()
     return Warehouse(str(request.param), tmp_path / "tables")
+
+
+#: The REST catalog's bearer token, and the OAuth2 client that may exchange its secret for it.
+REST_TOKEN = "tok_rest_SECRET_4e1b9c"
+REST_CLIENT = ("upstage-client", "client_SECRET_77a0d2")
+
+
+@pytest.fixture
+def rest_catalog(tmp_path: Path) -> Iterator[Any]:
+    """A REST catalog server on 127.0.0.1 (tests/tables/rest_catalog.py), warehouse ``lake``."""
+    from tests.tables.rest_catalog import RestCatalogServer
+
+    (tmp_path / "rest").mkdir()
+    server = RestCatalogServer(tmp_path / "rest", token=REST_TOKEN, client=REST_CLIENT).start()
+    yield server
+    server.stop()
+
+
+class RestWarehouse(Warehouse):
+    """Iceberg tables behind the REST catalog, read back through it too."""
+
+    def __init__(self, root: Path, uri: str, **auth: str) -> None:
+        super().__init__("iceberg", root)
+        self.catalog_properties = {"type": "rest", "uri": uri, "warehouse": "lake", **auth}

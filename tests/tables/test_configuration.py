@@ -103,6 +103,7 @@ def test_a_catalog_connection_maps_host_login_and_password(monkeypatch: pytest.M
     assert catalog_properties_from_connection("iceberg_test") == {
         "uri": "https://catalog.example:8181",
         "credential": "client:s3cret-value",
+        "oauth2-server-uri": "https://catalog.example:8181/v1/oauth/tokens",
         "warehouse": "lake",
         "type": "rest",
     }

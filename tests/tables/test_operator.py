@@ -181,18 +181,18 @@ def test_a_newer_column_evolves_the_table_and_older_rows_get_nulls(
     older = land(lake, DAY2, "/in/older-writer.pdf", 1)
     pages = pq.read_table(newer["pages_uri"])
     pq.write_table(
-        pages.append_column(pa.field("a_later_column", pa.int32()), pa.array([1, 1, 1], pa.int32())),
+        pages.append_column(pa.field("rotation", pa.int32()), pa.array([1, 1, 1], pa.int32())),
         newer["pages_uri"],
     )
 
     run(warehouse, [newer, older])
 
     table = warehouse.read("pages")
-    billed = dict(
-        zip(table.column("document_uri").to_pylist(), table.column("a_later_column").to_pylist(), strict=True)
+    rotation = dict(
+        zip(table.column("document_uri").to_pylist(), table.column("rotation").to_pylist(), strict=True)
     )
-    assert billed == {"/in/old.pdf": None, "/in/new.pdf": 1, "/in/older-writer.pdf": None}
-    assert table.schema.names[-1] == "a_later_column"
+    assert rotation == {"/in/old.pdf": None, "/in/new.pdf": 1, "/in/older-writer.pdf": None}
+    assert table.schema.names[-1] == "rotation"
 
 
 def test_bad_partitions_fail_before_any_commit(warehouse: Warehouse, tmp_path: Path) -> None:

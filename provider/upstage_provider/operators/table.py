@@ -10,7 +10,12 @@ from airflow.sdk import BaseHook, BaseOperator
 from upstage_provider.compat import AirflowException, AirflowFailException
 from upstage_provider.locations import location
 from upstage_provider.tables import TABLE_FORMATS
-from upstage_provider.tables.commit import DEFAULT_COMMIT_ATTEMPTS, CommitConflictError, CommitResult
+from upstage_provider.tables.commit import (
+    DEFAULT_COMMIT_ATTEMPTS,
+    CatalogAccessError,
+    CommitConflictError,
+    CommitResult,
+)
 from upstage_provider.tables.inputs import RunFiles, RunRows, files_from_summaries, files_in_folder, read_run
 from upstage_provider.tables.schema import TableInputError, TableKind
 from upstage_provider.tables.storage import S3Credentials, delta_storage_options, iceberg_properties
@@ -125,7 +130,7 @@ class UpstageOCRTableOperator(BaseOperator):
         if run.documents:
             try:
                 self.commit_results = self._commit(table_format, run, tables)
-            except ImportError as exc:
+            except (ImportError, CatalogAccessError) as exc:
                 raise AirflowFailException(str(exc)) from None
             except CommitConflictError as exc:
                 raise AirflowException(str(exc)) from None
@@ -201,6 +206,8 @@ def catalog_properties_from_connection(conn_id: str) -> dict[str, Any]:
     if conn.password:
         if conn.login:
             properties["credential"] = f"{conn.login}:{conn.password}"
+            if "uri" in properties:  # the spec's token endpoint; pyiceberg warns when it has to guess it
+                properties["oauth2-server-uri"] = f"{properties['uri'].rstrip('/')}/v1/oauth/tokens"
         else:
             properties["token"] = conn.password
     properties.update(conn.extra_dejson or {})

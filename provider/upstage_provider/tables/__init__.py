@@ -38,8 +38,9 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
     ``UPSTAGE_INGEST_TABLE_FORMAT`` is ``iceberg``, ``delta`` or empty. Delta tables are
     ``<UPSTAGE_INGEST_WAREHOUSE>/words`` and ``.../pages``; Iceberg tables are ``upstage_ocr.words``
     and ``upstage_ocr.pages`` in the catalog at ``UPSTAGE_INGEST_CATALOG_URI`` (a SQL catalog URI
-    such as ``sqlite:////path/catalog.db``, or an ``http(s)://`` REST catalog) with the warehouse
-    as its default table location.
+    such as ``sqlite:////path/catalog.db``, with the warehouse as its default table location, or
+    an ``http(s)://`` REST catalog, with the warehouse as that server's warehouse name). A REST
+    catalog's token comes from pyiceberg's own ``PYICEBERG_CATALOG__UPSTAGE__TOKEN`` variable.
     """
     env = os.environ if environ is None else environ
     table_format = env.get(FORMAT_VARIABLE, "").strip().lower()
@@ -66,7 +67,9 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
     if catalog_uri.split(":", 1)[0].split("+", 1)[0] in _SQL_SCHEMES:
         properties["type"] = "sql"
     if warehouse:
-        properties["warehouse"] = _as_uri(warehouse)
+        # A SQL catalog's warehouse is where it writes (a folder becomes file://); a REST catalog's
+        # is whatever that server names its warehouses by (a name or a URI), passed as given.
+        properties["warehouse"] = _as_uri(warehouse) if properties.get("type") == "sql" else warehouse
     elif properties.get("type") == "sql":
         raise ValueError(f"an Iceberg SQL catalog needs {WAREHOUSE_VARIABLE}: where the tables' files go")
     return {

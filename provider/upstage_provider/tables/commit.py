@@ -34,6 +34,10 @@ class CommitConflictError(RuntimeError):
     """Every attempt lost to a concurrent writer; a task retry (or a later run) can still succeed."""
 
 
+class CatalogAccessError(RuntimeError):
+    """The catalog refused this configuration (credentials, warehouse): retrying cannot help."""
+
+
 @dataclass(frozen=True)
 class CommitResult:
     """One table's commit, as the operator reports it (and lineage reads it)."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -27,6 +28,7 @@ import pyarrow as pa
 from upstage_provider.tables.commit import (
     DEFAULT_COMMIT_ATTEMPTS,
     BeforeCommit,
+    CatalogAccessError,
     CommitResult,
     with_retries,
 )
@@ -53,12 +55,70 @@ def _import_pyiceberg() -> None:
     warnings.filterwarnings("ignore", message="Delete operation did not match any records")
 
 
+#: Property names whose values are secrets, kept out of error messages (pyiceberg echoes none, a
+#: server's error message might).
+_SECRET_HINTS = ("token", "credential", "secret", "password", "key")
+
+
+def _redact(text: str, properties: Mapping[str, Any]) -> str:
+    for name, value in properties.items():
+        if value and any(hint in name.lower() for hint in _SECRET_HINTS):
+            secret = str(value)
+            for part in {secret, secret.rpartition(":")[2]}:  # a credential's secret alone, too
+                if len(part) >= 4:
+                    text = text.replace(part, "***")
+    return text
+
+
+@contextmanager
+def _catalog_access(name: str, properties: Mapping[str, Any], *, loading: bool) -> Iterator[None]:
+    """A refused catalog (401, 403, OAuth; while loading also 400 and 404) as a CatalogAccessError.
+
+    Server errors (5xx) and lost commits stay as they are: those are worth a retry.
+    """
+    from pyiceberg.exceptions import (
+        BadRequestError,
+        ForbiddenError,
+        OAuthError,
+        RESTError,
+        UnauthorizedError,
+    )
+
+    try:
+        yield
+    except (UnauthorizedError, ForbiddenError, OAuthError) as exc:
+        raise CatalogAccessError(
+            _redact(
+                f"Iceberg catalog {name!r} at {properties.get('uri')} refused the credentials "
+                f"({type(exc).__name__}: {exc}); check its token or credential (catalog_properties, "
+                "or the catalog connection's password and login)",
+                properties,
+            )
+        ) from None
+    except (BadRequestError, RESTError) as exc:
+        if not loading or type(exc) not in (BadRequestError, RESTError):
+            raise
+        raise CatalogAccessError(
+            _redact(
+                f"Iceberg catalog {name!r} at {properties.get('uri')} refused the configuration "
+                f"({exc}); check its properties, e.g. 'warehouse'",
+                properties,
+            )
+        ) from None
+
+
 def load_catalog(name: str, properties: Mapping[str, Any]) -> Catalog:
-    """A pyiceberg catalog from its properties (``type``, ``uri``, ``warehouse``, ``credential``, ...)."""
+    """A pyiceberg catalog from its properties (``type``, ``uri``, ``warehouse``, ``credential``, ...).
+
+    A REST catalog is contacted here (its config endpoint): a refusal is a CatalogAccessError,
+    with no secret of ``properties`` in its message.
+    """
     _import_pyiceberg()
     from pyiceberg.catalog import load_catalog as pyiceberg_load_catalog
 
-    return pyiceberg_load_catalog(name, **{k: str(v) for k, v in properties.items() if v is not None})
+    given = {k: str(v) for k, v in properties.items() if v is not None}
+    with _catalog_access(name, given, loading=True):
+        return pyiceberg_load_catalog(name, **given)
 
 
 def _is_conflict(exc: BaseException) -> bool:
@@ -87,7 +147,8 @@ def commit_iceberg(
     data = run.rows(kind)
     namespace = identifier.rsplit(".", 1)[0] if "." in identifier else None
     if namespace:
-        catalog.create_namespace_if_not_exists(namespace)
+        with _catalog_access(catalog.name, catalog.properties, loading=False):
+            catalog.create_namespace_if_not_exists(namespace)
 
     def attempt(number: int) -> CommitResult:
         from pyiceberg.exceptions import NoSuchTableError
@@ -114,7 +175,8 @@ def commit_iceberg(
         committed = tx.commit_transaction()
         return _result(committed, identifier, data, number, created=table is None)
 
-    result = with_retries(attempt, _is_conflict, table=identifier, attempts=attempts)
+    with _catalog_access(catalog.name, catalog.properties, loading=False):
+        result = with_retries(attempt, _is_conflict, table=identifier, attempts=attempts)
     log.info(
         "%s: committed %d rows of %s for %d documents (%d bytes in %d files), snapshot %s, %d attempt(s)%s",
         identifier,
