@@ -7,7 +7,10 @@ triggerer (no worker slot held) and lands Parquet under ``<output>/words/ds=<ds>
 ``<output>/pages/ds=<ds>/``: each table is one Hive-style dataset partitioned by ``ds``. A bad
 document fails only its own chain; the others still land. The last task, ``summarize``, runs
 whatever happened before it, reads the day back, logs which documents landed and which did not,
-and fails the run when any did not. Configure with environment variables
+and fails the run when any did not, with the pages Upstage billed (and the estimated cost when
+the connection has a ``price_per_page`` extra). An optional last step, ``commit_tables``, commits
+the day's landed files into an Iceberg or Delta ``words`` and ``pages`` table, one commit per table
+per run; a rerun of the day replaces its own rows. Configure with environment variables
 (or edit the defaults):
 
 - ``UPSTAGE_INGEST_INPUT``: folder or object-storage prefix with the documents;
@@ -16,6 +19,13 @@ and fails the run when any did not. Configure with environment variables
   URIs are read and written with (default ``aws_default``; ``s3://other_conn@bucket/...`` keeps
   its own). Without such a connection, boto's own credentials apply (``AWS_*``, instance role);
 - ``UPSTAGE_POLL_INTERVAL``: seconds between status calls (default 30);
+- ``UPSTAGE_INGEST_TABLE_FORMAT``: ``iceberg``, ``delta``, or empty (the default) for files only;
+- ``UPSTAGE_INGEST_WAREHOUSE``: the warehouse folder or URI; Delta tables are
+  ``<warehouse>/words`` and ``<warehouse>/pages``;
+- ``UPSTAGE_INGEST_CATALOG_URI``: for Iceberg, the catalog: a SQL catalog URI
+  (``sqlite:////path/catalog.db``, ``postgresql+psycopg2://...``) or a REST catalog's
+  ``http(s)://`` URI; the tables are ``upstage_ocr.words`` and ``upstage_ocr.pages``
+  (docs/lakehouse.md);
 - connection ``upstage_default``: the API key as password; host empty for the real API.
 """
 
@@ -30,9 +40,12 @@ import pendulum
 from airflow.sdk import Asset, ObjectStoragePath, dag, task, task_group
 from airflow.sdk.exceptions import AirflowFailException
 
+from upstage_provider.cost import billed_note
 from upstage_provider.locations import location, plain_uri
 from upstage_provider.operators.ocr import UpstageOCRSubmitOperator
+from upstage_provider.operators.table import UpstageOCRTableOperator
 from upstage_provider.sensors.ocr import UpstageOCRSensor
+from upstage_provider.tables import from_environment
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +56,8 @@ POLL_INTERVAL = float(os.environ.get("UPSTAGE_POLL_INTERVAL", "30"))
 STORAGE_CONN_ID = os.environ.get("UPSTAGE_INGEST_STORAGE_CONN_ID", "aws_default")
 #: The Hive-style partition under each table, rendered per run.
 PARTITION = "ds={{ ds }}"
+#: ``UpstageOCRTableOperator`` arguments for the optional table step; None for files only.
+TABLES = from_environment()
 
 # Downstream DAGs schedule on this: it is updated whenever a document's words land.
 OCR_WORDS = Asset(name="upstage_ocr_words", uri=OUTPUT if "://" in OUTPUT else f"file://{OUTPUT}")
@@ -127,12 +142,12 @@ def upstage_ocr_ingest() -> None:
         return docs
 
     @task_group(group_id=GROUP)
-    def ocr_document(document: str) -> None:
+    def ocr_document(document: str) -> UpstageOCRSensor:
         """One document's own chain: a failure here stops this document only."""
         submitted = UpstageOCRSubmitOperator(
             task_id="submit", document=document, storage_conn_id=STORAGE_CONN_ID, retries=2
         )
-        UpstageOCRSensor(
+        return UpstageOCRSensor(
             task_id="wait_and_land",
             request_id=submitted.output,
             output_uri=OUTPUT,
@@ -167,6 +182,8 @@ def upstage_ocr_ingest() -> None:
                     "words": 0,
                     "mean_confidence": None,
                     **counts,
+                    "billed_pages": result.get("billed_pages") if result else None,
+                    "estimated_cost": result.get("estimated_cost") if result else None,
                 }
             )
             if problem:
@@ -181,13 +198,16 @@ def upstage_ocr_ingest() -> None:
                     counts["mean_confidence"] or 0.0,
                 )
         landed = [r for r in rows if r["landed"]]
+        billed = [r["billed_pages"] for r in rows if r["billed_pages"] is not None]
+        prices = {r.get("price_per_page") for r in results if r and r.get("price_per_page") is not None}
         log.info(
-            "ds=%s: %d of %d documents landed, %d pages, %d words",
+            "ds=%s: %d of %d documents landed, %d pages, %d words, %s",
             ds,
             len(landed),
             len(rows),
             sum(r["pages"] for r in landed),
             sum(r["words"] for r in landed),
+            billed_note(sum(billed) if billed else None, prices.pop() if len(prices) == 1 else None),
         )
         if missing:
             raise AirflowFailException(
@@ -196,7 +216,20 @@ def upstage_ocr_ingest() -> None:
         return rows
 
     documents = find_documents()
-    ocr_document.expand(document=documents) >> summarize(documents)
+    landed = ocr_document.expand(document=documents)
+    summary = summarize(documents)
+    landed >> summary
+    if TABLES:
+        # After the summary, whatever it found: the documents that landed are committed even when
+        # others did not (their summaries are None and skipped); the run still fails for those.
+        summary >> UpstageOCRTableOperator(
+            task_id="commit_tables",
+            summaries=landed.output,
+            partition=PARTITION,
+            storage_conn_id=STORAGE_CONN_ID,
+            trigger_rule="all_done",
+            **TABLES,
+        )
 
 
 upstage_ocr_ingest()

@@ -45,9 +45,10 @@ RESULT_BACKEND_SCHEME = "db+postgresql+psycopg2://"
 BUCKET = "upstage-system-test"
 # moto accepts any key pair; these are not secrets.
 S3_KEY, S3_SECRET, S3_REGION = "system-test-access-key", "system-test-secret-key", "us-east-1"
-# ObjectStoragePath takes the connection from the URI's user part; a bare s3://bucket would use
-# boto's default credential chain and ignore the aws_default connection.
-S3_CONN_ID = "aws_default"
+# The example DAG reads and writes plain s3://bucket/... URIs with its storage connection,
+# aws_default (UPSTAGE_INGEST_STORAGE_CONN_ID's default).
+# The Iceberg SQL catalog's own database beside Airflow's; the tables' files go to the bucket.
+CATALOG_DATABASE = "iceberg_catalog"
 DOCUMENTS = 60
 PAGE_COUNTS = (1, 2, 3, 4, 6, 8, 12, 20)  # cycled over the documents: 420 pages for 60
 WORKERS = 2
@@ -57,6 +58,7 @@ PER_SETUP_KEYS = st.PER_SETUP_KEYS | {
     "AIRFLOW__CELERY__BROKER_URL",
     "AIRFLOW__CELERY__RESULT_BACKEND",
     "AIRFLOW_CONN_AWS_DEFAULT",
+    "UPSTAGE_INGEST_CATALOG_URI",
 }
 SERVICES = {**st.SERVICES, "airflow-worker": WORKER_COMMAND}
 RUN_TIMEOUT = 600.0
@@ -132,10 +134,12 @@ def check_compose_matches() -> None:
     for name in SERVICES:
         env = services[name]["environment"]
         for key in ("UPSTAGE_INGEST_INPUT", "UPSTAGE_INGEST_OUTPUT"):
-            if not str(env[key]).startswith(f"s3://{S3_CONN_ID}@{BUCKET}/"):
-                raise st.SystemTestFailure(
-                    f"{COMPOSE_CELERY_FILE}: {name}: {key} must be s3://{S3_CONN_ID}@{BUCKET}/..."
-                )
+            if not str(env[key]).startswith(f"s3://{BUCKET}/"):
+                raise st.SystemTestFailure(f"{COMPOSE_CELERY_FILE}: {name}: {key} must be s3://{BUCKET}/...")
+        if not str(env["UPSTAGE_INGEST_CATALOG_URI"]).startswith("postgresql+psycopg2://"):
+            raise st.SystemTestFailure(
+                f"{COMPOSE_CELERY_FILE}: {name}: UPSTAGE_INGEST_CATALOG_URI must be postgresql+psycopg2://..."
+            )
         # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg (3), which Airflow does not install.
         if not str(env["AIRFLOW__CELERY__RESULT_BACKEND"]).startswith(RESULT_BACKEND_SCHEME):
             raise st.SystemTestFailure(
@@ -165,8 +169,11 @@ def celery_env(ctx: st.Context) -> dict[str, str]:
                     "extra": {"endpoint_url": s3_url, "region_name": S3_REGION},
                 }
             ),
-            "UPSTAGE_INGEST_INPUT": f"s3://{S3_CONN_ID}@{BUCKET}/inbox",
-            "UPSTAGE_INGEST_OUTPUT": f"s3://{S3_CONN_ID}@{BUCKET}/lake",
+            "UPSTAGE_INGEST_INPUT": f"s3://{BUCKET}/inbox",
+            "UPSTAGE_INGEST_OUTPUT": f"s3://{BUCKET}/lake",
+            "UPSTAGE_INGEST_CATALOG_URI": (
+                f"postgresql+psycopg2://postgres@127.0.0.1:{ctx.pg_port}/{CATALOG_DATABASE}"
+            ),
         }
     )
     missing = PER_SETUP_KEYS - set(env)
@@ -249,10 +256,11 @@ def s3_client(ctx: st.Context) -> Any:
 
 def create_database(ctx: st.Context) -> None:
     assert ctx.pg_bin is not None
-    st._run(
-        [str(ctx.pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(ctx.pg_port), "-U", "postgres", DATABASE],
-        ctx.logs / "createdb-celery.log",
-    )
+    for name in (DATABASE, CATALOG_DATABASE):
+        st._run(
+            [str(ctx.pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(ctx.pg_port), "-U", "postgres", name],
+            ctx.logs / f"createdb-{name}.log",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,6 +478,7 @@ def run_1(ctx: st.Context, documents: dict[str, bytes], result: CeleryRun) -> No
         f"{result.retried}; ledger: {result.ledger_lines}"
     )
     result.counts.update(check_parquet_s3(ctx, day, expected, run_id))
+    result.counts.update(check_iceberg(ctx, day, result.counts, run_id))
 
 
 def ledger_lines(ctx: st.Context) -> dict[str, int]:
@@ -529,6 +538,21 @@ def check_parquet_s3(ctx: st.Context, day: str, expected: dict[str, int], run_id
         raise st.SystemTestFailure(f"celery {run_id}: words/ has {duplicates} duplicate rows")
     if {k[0].rsplit("/", 1)[-1] for k in keys} != set(expected):
         raise st.SystemTestFailure(f"celery {run_id}: words/ does not have every document")
+    s3 = s3_client(ctx)
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="lake/").get("Contents", [])
+    stray = [
+        o["Key"]
+        for o in listed
+        if not any(o["Key"].startswith(f"lake/{t}/ds={day}/") for t in ("words", "pages"))
+        or not o["Key"].endswith(".parquet")
+        or o["Key"].rsplit("/", 1)[-1].startswith((".", "_"))
+    ]
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    if stray or uploads or len(listed) != 2 * len(per_doc):
+        raise st.SystemTestFailure(
+            f"celery {run_id}: s3://{BUCKET}/lake/ holds {len(listed)} objects for {len(per_doc)} documents; "
+            f"stray {stray[:10]}, unfinished uploads {len(uploads)}"
+        )
     counts = {
         "documents": len(per_doc),
         "page_rows": len(pages),
@@ -539,7 +563,57 @@ def check_parquet_s3(ctx: st.Context, day: str, expected: dict[str, int], run_id
         f"celery {run_id}: Parquet read back from s3://{BUCKET}/lake/{{words,pages}}/ds={day}: "
         f"{len(per_doc)} documents, "
         f"{len(pages)} page rows (1..N each, one request per document), {len(words)} word rows, "
-        f"0 duplicates"
+        f"0 duplicates; {len(listed)} objects under lake/, no stray object or unfinished upload"
+    )
+    return counts
+
+
+def check_iceberg(ctx: st.Context, day: str, parquet: dict[str, int], run_id: str) -> dict[str, int]:
+    """The run's commit_tables step: the day's rows in the Iceberg tables on the PostgreSQL catalog.
+
+    Read with pyiceberg from the catalog and the bucket, as a table reader would: the same rows as
+    the day's Parquet, every word once, and one snapshot per table for the run.
+    """
+    from pyiceberg.catalog import load_catalog
+    from pyiceberg.expressions import EqualTo
+
+    catalog = load_catalog(
+        "system-test",
+        type="sql",
+        uri=ctx.env["UPSTAGE_INGEST_CATALOG_URI"],
+        **{
+            "s3.endpoint": ctx.extra["moto_url"],
+            "s3.access-key-id": S3_KEY,
+            "s3.secret-access-key": S3_SECRET,
+            "s3.region": S3_REGION,
+        },
+    )
+    warehouse = ctx.env["UPSTAGE_INGEST_WAREHOUSE"]
+    counts: dict[str, int] = {}
+    for kind, key in (("pages", "page_rows"), ("words", "word_rows")):
+        table = catalog.load_table(f"upstage_ocr.{kind}")
+        rows = table.scan(row_filter=EqualTo("ds", day)).to_arrow()
+        if rows.num_rows != parquet[key]:
+            raise st.SystemTestFailure(
+                f"celery {run_id}: upstage_ocr.{kind} has {rows.num_rows} rows for ds={day}, "
+                f"the Parquet {parquet[key]}"
+            )
+        columns = ["document_uri", "page"] + (["word_id"] if kind == "words" else [])
+        keys = set(zip(*(rows[c].to_pylist() for c in columns), strict=True))
+        if len(keys) != rows.num_rows:
+            raise st.SystemTestFailure(
+                f"celery {run_id}: upstage_ocr.{kind} has {rows.num_rows - len(keys)} duplicate rows"
+            )
+        if not str(table.location()).startswith(warehouse):
+            raise st.SystemTestFailure(
+                f"celery {run_id}: upstage_ocr.{kind} lives at {table.location()}, not under {warehouse}"
+            )
+        counts[f"iceberg_{kind}_rows"] = rows.num_rows
+        counts[f"iceberg_{kind}_snapshots"] = len(table.metadata.snapshots)
+    ctx.checks.append(
+        f"celery {run_id}: Iceberg upstage_ocr.words/pages on the PostgreSQL catalog, files in "
+        f"{warehouse}: {counts['iceberg_words_rows']} word rows and {counts['iceberg_pages_rows']} page rows "
+        "for the day, as in the Parquet, 0 duplicates"
     )
     return counts
 
