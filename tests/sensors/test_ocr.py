@@ -297,6 +297,7 @@ def test_a_partition_lands_under_each_table_and_is_in_the_summary(
         "words",
         "partition",
         "billed_pages",
+        "model_version",
     }
 
 

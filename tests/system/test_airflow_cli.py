@@ -102,6 +102,6 @@ def test_airflow_dags_test_of_the_example_dag_lands_everything_and_leaves_no_var
         done = run(["dags", "test", "upstage_ocr_ingest", "2026-11-24"], env, check=False)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert server.stats()["submissions"] == 2
-    assert len(list((lake / "ds=2026-11-24" / "pages").glob("*.parquet"))) == 2
+    assert len(list((lake / "pages" / "ds=2026-11-24").glob("*.parquet"))) == 2
     listed = run(["variables", "list", "--output", "json"], env).stdout
     assert json.loads(listed or "[]") == []
