@@ -578,7 +578,7 @@ def check_iceberg(ctx: st.Context, day: str, parquet: dict[str, int], run_id: st
     from pyiceberg.expressions import EqualTo
 
     catalog = load_catalog(
-        "system-test",
+        "upstage",  # the operator's catalog_name: a SQL catalog keeps its tables under it
         type="sql",
         uri=ctx.env["UPSTAGE_INGEST_CATALOG_URI"],
         **{
