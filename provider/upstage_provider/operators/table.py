@@ -130,15 +130,22 @@ class UpstageOCRTableOperator(BaseOperator):
         self.storage_conn_id = storage_conn_id
         self.commit_attempts = commit_attempts
         self.commit_results: dict[str, CommitResult] = {}
+        # What lineage reports: the files read, the tables' schemas, where the Iceberg catalog is.
+        self._lineage_inputs: tuple[str, ...] = ()
+        self._lineage_schemas: dict[str, Any] = {}
+        self._lineage_namespace: str | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         table_format = str(self.table_format).strip().lower()
         if table_format not in TABLE_FORMATS:
             raise AirflowFailException(f"table_format {self.table_format!r}: use 'iceberg' or 'delta'")
         try:
-            run = read_run(self._files(), resolve=self._resolve)
+            files = self._files()
+            self._lineage_inputs = (*files.words, *files.pages)
+            run = read_run(files, resolve=self._resolve)
         except TableInputError as exc:
             raise AirflowFailException(str(exc)) from None
+        self._lineage_schemas = {kind: run.rows(kind).schema for kind in KINDS}
         tables = {"words": str(self.words_table), "pages": str(self.pages_table)}
         if run.documents:
             try:
@@ -168,7 +175,7 @@ class UpstageOCRTableOperator(BaseOperator):
         return files_from_summaries(list(summaries or []), self.partition or None)
 
     def _resolve(self, uri: str) -> Any:
-        """Input files through Airflow's object storage, with the storage connection (``location``'s rules)."""
+        """Input files through Airflow's object storage, with the storage connection (``location``)."""
         return location(uri, conn_id=self.storage_conn_id or None)
 
     def _commit(self, table_format: str, run: RunRows, tables: dict[str, str]) -> dict[str, CommitResult]:
@@ -177,6 +184,7 @@ class UpstageOCRTableOperator(BaseOperator):
             from upstage_provider.tables.iceberg import commit_iceberg, load_catalog
 
             properties = self.iceberg_catalog_properties()
+            self._lineage_namespace = properties.get("uri") or properties.get("warehouse")
             catalog = load_catalog(str(self.catalog_name), properties)
             for kind in KINDS:
                 results[kind] = commit_iceberg(
@@ -195,6 +203,23 @@ class UpstageOCRTableOperator(BaseOperator):
                     attempts=self.commit_attempts,
                 )
         return results
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the landed files in, the two tables out with their schema and what was added."""
+        table_format = str(self.table_format).strip().lower()
+        return lineage.table_lineage(
+            "iceberg" if table_format == "iceberg" else "delta",
+            str(self.words_table),
+            str(self.pages_table),
+            inputs=self._lineage_inputs,
+            namespace=self._lineage_namespace,
+            results={kind: result.to_json() for kind, result in self.commit_results.items()},
+            schemas=self._lineage_schemas,
+        )
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage: the landed files the task was given, and the error it failed with."""
+        return lineage.table_failure_lineage(self._lineage_inputs, lineage.task_error(task_instance))
 
     def iceberg_catalog_properties(self) -> dict[str, str]:
         """Storage credentials, then the connection's properties, then ``catalog_properties`` (last wins)."""

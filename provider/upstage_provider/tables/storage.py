@@ -23,7 +23,7 @@ S3_TABLE_SCHEMES = ("s3://", "s3a://")
 
 @dataclass(frozen=True)
 class S3Credentials:
-    """What an ``aws`` connection (or the environment) resolves to; ``None`` fields: the library's defaults."""
+    """What an ``aws`` connection (or the environment) resolves to; ``None``: the library's default."""
 
     access_key: str | None = None
     secret_key: str | None = None
