@@ -135,6 +135,25 @@ class UpstageOCRTableOperator(BaseOperator):
         self._lineage_schemas: dict[str, Any] = {}
         self._lineage_namespace: str | None = None
 
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render, then register the catalog's secrets with Airflow's masker.
+
+        Airflow masks secret-named keys (``token``, ``s3.secret-access-key``) in the rendered
+        fields it stores and shows, but not a REST ``credential`` or the password in a SQL
+        catalog's ``uri``; registered here, they are masked there and in every log line.
+        """
+        super().render_template_fields(context, jinja_env)
+        if not self.catalog_properties:
+            return
+        from upstage_provider.tables.iceberg import secret_values
+
+        try:
+            from airflow.sdk.log import mask_secret
+        except ImportError:  # Airflow 3.1
+            from airflow.sdk.execution_time.secrets_masker import mask_secret
+        for secret in secret_values(self.catalog_properties):
+            mask_secret(secret)
+
     def execute(self, context: Context) -> dict[str, Any]:
         table_format = str(self.table_format).strip().lower()
         if table_format not in TABLE_FORMATS:
