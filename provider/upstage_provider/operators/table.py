@@ -150,7 +150,7 @@ class UpstageOCRTableOperator(BaseOperator):
         try:
             from airflow.sdk.log import mask_secret
         except ImportError:  # Airflow 3.1
-            from airflow.sdk.execution_time.secrets_masker import mask_secret
+            from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
         for secret in secret_values(self.catalog_properties):
             mask_secret(secret)
 
