@@ -375,6 +375,65 @@ def failure_lineage(
     )
 
 
+def file_inputs(uris: Iterable[str]) -> list[Any]:
+    """Landed files read again (by the table operator) as input datasets, named as the sensors name them."""
+    try:
+        from openlineage.client.generated.base import InputDataset
+    except ImportError:
+        return []
+    seen: dict[tuple[str, str], Any] = {}
+    for uri in uris:
+        key = dataset_name(str(uri))
+        seen.setdefault(key, InputDataset(namespace=key[0], name=key[1]))
+    return list(seen.values())
+
+
+def table_lineage(
+    table_format: Literal["iceberg", "delta"],
+    words_table: str,
+    pages_table: str,
+    *,
+    inputs: Iterable[str],
+    namespace: str | None = None,
+    results: Mapping[str, Mapping[str, Any]] | None = None,
+    schemas: Mapping[str, pa.Schema] | None = None,
+) -> Any:
+    """A table commit: the landed files in, the two tables out (:func:`table_datasets`).
+
+    ``results`` are the commits' ``CommitResult.to_json()`` per table (``rows``, ``bytes``);
+    without them (nothing landed, nothing committed) only the inputs are reported.
+    """
+    operator_lineage = _openlineage()
+    if operator_lineage is None:
+        return None
+    results = results or {}
+    schemas = schemas or {}
+    outputs = []
+    if results:
+        words, pages = results.get("words", {}), results.get("pages", {})
+        outputs = table_datasets(
+            table_format,
+            words_table,
+            pages_table,
+            namespace=namespace,
+            words_rows=words.get("rows"),
+            pages_rows=pages.get("rows"),
+            words_bytes=words.get("bytes"),
+            pages_bytes=pages.get("bytes"),
+            words_schema=schemas.get("words"),
+            pages_schema=schemas.get("pages"),
+        )
+    return operator_lineage(inputs=file_inputs(inputs), outputs=outputs, run_facets={})
+
+
+def table_failure_lineage(inputs: Iterable[str], error: BaseException | str | None) -> Any:
+    """A failed table commit: the landed files it was given (when it got to read them), the error."""
+    operator_lineage = _openlineage()
+    if operator_lineage is None:
+        return None
+    return operator_lineage(inputs=file_inputs(inputs), outputs=[], run_facets=error_facet(error))
+
+
 def task_error(task_instance: Any) -> BaseException | None:
     """The exception the task failed with: the task runner puts it into the context it keeps."""
     try:

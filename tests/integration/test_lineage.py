@@ -276,6 +276,58 @@ def test_failed_tasks_emit_the_error_with_their_document_and_request(
     assert server.stats()["submissions"] == 2  # the broken document never reached the API
 
 
+@pytest.mark.usefixtures("airflow_db")
+def test_the_table_operator_emits_the_landed_files_in_and_the_tables_out(
+    openlineage_events: Events,
+    make_emulator: Callable[..., EmulatorServer],
+    lineage_env: Callable[[EmulatorServer], dict[str, Path]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("pyiceberg")
+    server = make_emulator(faults=FaultConfig(latency_per_page=0.2))
+    lineage_env(server)
+    catalog_uri = f"sqlite:///{tmp_path}/catalog.db"
+    monkeypatch.setenv("UPSTAGE_LINEAGE_CATALOG_URI", catalog_uri)
+    monkeypatch.setenv("UPSTAGE_LINEAGE_WAREHOUSE", (tmp_path / "warehouse").as_uri())
+    dag_id = "upstage_lineage_tables"
+    dag = load_dag(DAG_FILE, dag_id)
+
+    run = dag.test()
+    assert run.state == "failed"  # the bad catalog's task, after the good one
+    events = openlineage_events()
+    landed = returned(run, "wait_and_land")
+    committed = returned(run, "commit_tables")
+
+    emitted = task_events(events, dag_id, "commit_tables")
+    assert "FAIL" not in emitted
+    complete = only(emitted, "COMPLETE")
+    # In: the landed words and pages files, named as the sensor's outputs name them.
+    sensor_outputs = names(only(task_events(events, dag_id, "wait_and_land"), "COMPLETE")["outputs"])
+    assert names(complete["inputs"]) == [dataset(landed["words_uri"]), dataset(landed["pages_uri"])]
+    assert sorted(map(str, names(complete["inputs"]))) == sorted(map(str, sensor_outputs))
+    # Out: the two tables in the catalog's namespace, with the table schema and what was added.
+    outputs = {o["name"]: o for o in complete["outputs"]}
+    assert sorted(outputs) == ["upstage_ocr.pages", "upstage_ocr.words"]
+    for kind, schema in (("words", WORDS_SCHEMA), ("pages", PAGES_SCHEMA)):
+        output = outputs[f"upstage_ocr.{kind}"]
+        assert output["namespace"] == catalog_uri
+        assert schema_names(output) == [*schema.names, "ds"]
+        stats = output["outputFacets"]["outputStatistics"]
+        assert stats["rowCount"] == committed["tables"][kind]["rows"] == landed[kind] > 0
+        assert stats["size"] == committed["tables"][kind]["bytes"] > 0
+        assert output["facets"]["storage"]["storageLayer"] == "iceberg"
+        assert output["facets"]["storage"]["fileFormat"] == "parquet"
+
+    failed = only(task_events(events, dag_id, "commit_bad_catalog"), "FAIL")
+    assert "COMPLETE" not in task_events(events, dag_id, "commit_bad_catalog")
+    facets = failed["run"]["facets"]
+    assert facets["errorMessage"]["programmingLanguage"] == "python"
+    assert "unable to open database file" in facets["errorMessage"]["message"]
+    assert names(failed["inputs"]) == names(complete["inputs"])
+    assert failed["outputs"] == []
+
+
 def test_the_provider_plugin_registers_the_listener_from_the_configuration(tmp_path: Path) -> None:
     """In a fresh process, ``[openlineage] transport`` alone turns the listener on; the suite's
     ``disabled`` (tests/conftest.py) keeps it off, so no other test's dag.test() emits anything."""

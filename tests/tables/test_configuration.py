@@ -148,3 +148,31 @@ def test_arguments_are_checked_when_the_dag_is_parsed() -> None:
         UpstageOCRTableOperator(**common, summaries=[], output_uri="/lake")
     with pytest.raises(ValueError, match="needs partition"):
         UpstageOCRTableOperator(**common, output_uri="/lake")
+
+
+def test_catalog_secrets_are_masked_in_the_rendered_fields() -> None:
+    """Airflow's own key names miss ``credential`` and a URI's password; the operator registers them."""
+    from airflow.sdk._shared.secrets_masker import redact
+
+    properties = {
+        "type": "sql",
+        "uri": "postgresql+psycopg2://ocr:pg_SECRET_93f1@db.example/catalog",
+        "credential": "client-id:client_SECRET_5d2e",
+        "warehouse": "s3://lake/warehouse",
+    }
+    op = UpstageOCRTableOperator(
+        task_id="commit_tables",
+        table_format="iceberg",
+        words_table="upstage_ocr.words",
+        pages_table="upstage_ocr.pages",
+        catalog_properties=properties,
+        output_uri="/lake",
+        partition="ds=2026-11-24",
+    )
+    op.render_template_fields(context={})  # type: ignore[arg-type]
+
+    shown = str(redact(op.catalog_properties, "catalog_properties"))
+    assert "pg_SECRET_93f1" not in shown
+    assert "client_SECRET_5d2e" not in shown
+    assert "db.example" in shown
+    assert "s3://lake/warehouse" in shown

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator
 
-from upstage_provider.compat import AirflowException, AirflowFailException
-from upstage_provider.locations import location
+from upstage_provider import lineage
+from upstage_provider.compat import AirflowException, AirflowFailException, AirflowNotFoundException
+from upstage_provider.locations import DEFAULT_STORAGE_CONN_ID, location
 from upstage_provider.tables import TABLE_FORMATS
 from upstage_provider.tables.commit import (
     DEFAULT_COMMIT_ATTEMPTS,
@@ -18,10 +21,18 @@ from upstage_provider.tables.commit import (
 )
 from upstage_provider.tables.inputs import RunFiles, RunRows, files_from_summaries, files_in_folder, read_run
 from upstage_provider.tables.schema import TableInputError, TableKind
-from upstage_provider.tables.storage import S3Credentials, delta_storage_options, iceberg_properties
+from upstage_provider.tables.storage import (
+    S3Credentials,
+    credentials_from_environment,
+    delta_storage_options,
+    iceberg_properties,
+    on_s3,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
 
 KINDS: tuple[TableKind, ...] = ("words", "pages")
 
@@ -56,8 +67,10 @@ class UpstageOCRTableOperator(BaseOperator):
     :param output_uri: instead of ``summaries``, the run's output root: every file of
         ``<output_uri>/words/<partition>/`` and ``<output_uri>/pages/<partition>/`` is committed.
     :param partition: the Hive partition, ``ds=2026-11-24`` (column ``ds``, a string).
-    :param storage_conn_id: an ``aws`` connection for S3 (input files and warehouse); None means
-        the environment's credentials.
+    :param storage_conn_id: an ``aws`` connection for S3 (input files and warehouse), default
+        ``aws_default`` as for the other operators. A connection that does not exist (or None)
+        means the environment: ``AWS_*`` variables or the instance role, with the endpoint and
+        region taken from ``AWS_ENDPOINT_URL``/``AWS_REGION`` for the table libraries too.
     :param commit_attempts: attempts per table commit when concurrent writers win the race.
 
     Returns ``{"table_format", "partition", "documents", "files", "rows": {"words", "pages"},
@@ -92,7 +105,7 @@ class UpstageOCRTableOperator(BaseOperator):
         summaries: Any = None,
         output_uri: str | None = None,
         partition: str | None = None,
-        storage_conn_id: str | None = None,
+        storage_conn_id: str | None = DEFAULT_STORAGE_CONN_ID,
         commit_attempts: int = DEFAULT_COMMIT_ATTEMPTS,
         **kwargs: Any,
     ) -> None:
@@ -117,15 +130,41 @@ class UpstageOCRTableOperator(BaseOperator):
         self.storage_conn_id = storage_conn_id
         self.commit_attempts = commit_attempts
         self.commit_results: dict[str, CommitResult] = {}
+        # What lineage reports: the files read, the tables' schemas, where the Iceberg catalog is.
+        self._lineage_inputs: tuple[str, ...] = ()
+        self._lineage_schemas: dict[str, Any] = {}
+        self._lineage_namespace: str | None = None
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render, then register the catalog's secrets with Airflow's masker.
+
+        Airflow masks secret-named keys (``token``, ``s3.secret-access-key``) in the rendered
+        fields it stores and shows, but not a REST ``credential`` or the password in a SQL
+        catalog's ``uri``; registered here, they are masked there and in every log line.
+        """
+        super().render_template_fields(context, jinja_env)
+        if not self.catalog_properties:
+            return
+        from upstage_provider.tables.iceberg import secret_values
+
+        try:
+            from airflow.sdk.log import mask_secret
+        except ImportError:  # Airflow 3.1
+            from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+        for secret in secret_values(self.catalog_properties):
+            mask_secret(secret)
 
     def execute(self, context: Context) -> dict[str, Any]:
         table_format = str(self.table_format).strip().lower()
         if table_format not in TABLE_FORMATS:
             raise AirflowFailException(f"table_format {self.table_format!r}: use 'iceberg' or 'delta'")
         try:
-            run = read_run(self._files(), resolve=self._resolve)
+            files = self._files()
+            self._lineage_inputs = (*files.words, *files.pages)
+            run = read_run(files, resolve=self._resolve)
         except TableInputError as exc:
             raise AirflowFailException(str(exc)) from None
+        self._lineage_schemas = {kind: run.rows(kind).schema for kind in KINDS}
         tables = {"words": str(self.words_table), "pages": str(self.pages_table)}
         if run.documents:
             try:
@@ -155,10 +194,8 @@ class UpstageOCRTableOperator(BaseOperator):
         return files_from_summaries(list(summaries or []), self.partition or None)
 
     def _resolve(self, uri: str) -> Any:
-        """Input files through Airflow's object storage, with the storage connection when one is given."""
-        if self.storage_conn_id:
-            return location(uri, conn_id=self.storage_conn_id)
-        return location(uri)
+        """Input files through Airflow's object storage, with the storage connection (``location``)."""
+        return location(uri, conn_id=self.storage_conn_id or None)
 
     def _commit(self, table_format: str, run: RunRows, tables: dict[str, str]) -> dict[str, CommitResult]:
         results: dict[str, CommitResult] = {}
@@ -166,6 +203,7 @@ class UpstageOCRTableOperator(BaseOperator):
             from upstage_provider.tables.iceberg import commit_iceberg, load_catalog
 
             properties = self.iceberg_catalog_properties()
+            self._lineage_namespace = properties.get("uri") or properties.get("warehouse")
             catalog = load_catalog(str(self.catalog_name), properties)
             for kind in KINDS:
                 results[kind] = commit_iceberg(
@@ -177,9 +215,30 @@ class UpstageOCRTableOperator(BaseOperator):
             options = table_storage_options("delta", self.storage_conn_id)
             for kind in KINDS:
                 results[kind] = commit_delta(
-                    tables[kind], kind, run, storage_options=options, attempts=self.commit_attempts
+                    tables[kind],
+                    kind,
+                    run,
+                    storage_options=options if on_s3(tables[kind]) else None,
+                    attempts=self.commit_attempts,
                 )
         return results
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the landed files in, the two tables out with their schema and what was added."""
+        table_format = str(self.table_format).strip().lower()
+        return lineage.table_lineage(
+            "iceberg" if table_format == "iceberg" else "delta",
+            str(self.words_table),
+            str(self.pages_table),
+            inputs=self._lineage_inputs,
+            namespace=self._lineage_namespace,
+            results={kind: result.to_json() for kind, result in self.commit_results.items()},
+            schemas=self._lineage_schemas,
+        )
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage: the landed files the task was given, and the error it failed with."""
+        return lineage.table_failure_lineage(self._lineage_inputs, lineage.task_error(task_instance))
 
     def iceberg_catalog_properties(self) -> dict[str, str]:
         """Storage credentials, then the connection's properties, then ``catalog_properties`` (last wins)."""
@@ -214,25 +273,44 @@ def catalog_properties_from_connection(conn_id: str) -> dict[str, Any]:
     return properties
 
 
+def storage_credentials(storage_conn_id: str | None) -> S3Credentials:
+    """S3 credentials from the ``aws`` connection; without one (missing, or None) the environment's.
+
+    As ``locations.location``: a connection that does not exist is no error. The default
+    ``aws_default`` without the Amazon provider installed is the environment, too; a connection
+    named on purpose needs the provider.
+    """
+    if storage_conn_id:
+        try:
+            BaseHook.get_connection(storage_conn_id)
+        except AirflowNotFoundException:
+            log.info("no connection %s: S3 credentials from the environment", storage_conn_id)
+        else:
+            try:
+                from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+            except ImportError:
+                if storage_conn_id != DEFAULT_STORAGE_CONN_ID:
+                    raise AirflowFailException(
+                        "storage_conn_id needs the Amazon provider: "
+                        "pip install 'airflow-provider-upstage[amazon]'"
+                    ) from None
+            else:
+                hook = AwsBaseHook(aws_conn_id=storage_conn_id, client_type="s3")
+                frozen = hook.get_credentials()
+                environment = credentials_from_environment(os.environ)
+                return S3Credentials(
+                    access_key=frozen.access_key,
+                    secret_key=frozen.secret_key,
+                    token=frozen.token,
+                    endpoint_url=hook.conn_config.endpoint_url or environment.endpoint_url,
+                    region=hook.conn_region_name or environment.region,
+                )
+    return credentials_from_environment(os.environ)
+
+
 def table_storage_options(table_format: str, storage_conn_id: str | None) -> dict[str, str]:
-    """The table library's S3 options from an ``aws`` connection; empty (the environment) without one."""
-    if not storage_conn_id:
-        return {}
-    try:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-    except ImportError:
-        raise AirflowFailException(
-            "storage_conn_id needs the Amazon provider: pip install 'airflow-provider-upstage[amazon]'"
-        ) from None
-    hook = AwsBaseHook(aws_conn_id=storage_conn_id, client_type="s3")
-    frozen = hook.get_credentials()
-    credentials = S3Credentials(
-        access_key=frozen.access_key,
-        secret_key=frozen.secret_key,
-        token=frozen.token,
-        endpoint_url=hook.conn_config.endpoint_url,
-        region=hook.conn_region_name,
-    )
+    """The table library's S3 options: pyiceberg ``s3.*`` properties or delta-rs ``AWS_*`` options."""
+    credentials = storage_credentials(storage_conn_id)
     if table_format == "iceberg":
         return iceberg_properties(credentials)
     return delta_storage_options(credentials)

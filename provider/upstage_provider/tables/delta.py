@@ -122,9 +122,15 @@ def _create_if_missing(
 ) -> bool:
     """Create the empty, partitioned table unless it exists; True when this call created it."""
     from deltalake import DeltaTable
-    from deltalake.exceptions import CommitFailedError
+    from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-    if DeltaTable.is_deltatable(table_uri, storage_options=options):
+    # Not DeltaTable.is_deltatable: on S3 it holds the GIL through its requests (deltalake 1.6),
+    # stalling every other thread of the worker, and deadlocking with a server in the same process.
+    try:
+        DeltaTable(table_uri, storage_options=options)
+    except TableNotFoundError:
+        pass
+    else:
         return False
     try:
         DeltaTable.create(

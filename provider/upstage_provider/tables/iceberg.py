@@ -60,13 +60,31 @@ def _import_pyiceberg() -> None:
 _SECRET_HINTS = ("token", "credential", "secret", "password", "key")
 
 
-def _redact(text: str, properties: Mapping[str, Any]) -> str:
+def secret_values(properties: Mapping[str, Any]) -> list[str]:
+    """The secrets among catalog properties: values of secret-named keys (a credential's secret
+    part alone too) and the password in a URI (``postgresql://user:password@host/db``)."""
+    from urllib.parse import urlsplit
+
+    found: set[str] = set()
     for name, value in properties.items():
-        if value and any(hint in name.lower() for hint in _SECRET_HINTS):
-            secret = str(value)
-            for part in {secret, secret.rpartition(":")[2]}:  # a credential's secret alone, too
-                if len(part) >= 4:
-                    text = text.replace(part, "***")
+        if not value:
+            continue
+        text = str(value)
+        if any(hint in str(name).lower() for hint in _SECRET_HINTS):
+            found |= {text, text.rpartition(":")[2]}
+        elif "://" in text:
+            try:
+                password = urlsplit(text).password
+            except ValueError:
+                password = None
+            if password:
+                found.add(password)
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def _redact(text: str, properties: Mapping[str, Any]) -> str:
+    for secret in secret_values(properties):
+        text = text.replace(secret, "***")
     return text
 
 

@@ -1,17 +1,29 @@
 """S3 credentials as each table library wants them: pyiceberg FileIO properties, delta-rs storage options.
 
-The operator reads an Airflow ``aws`` connection into :class:`S3Credentials`; without one, both
-libraries fall back to the environment (``AWS_*`` variables, an instance role), as boto does.
+Two sources, as for the other operators' ``storage_conn_id``: an Airflow ``aws`` connection (the
+operator reads it into :class:`S3Credentials`), or, when there is none, the environment. Neither
+library reads everything boto reads: pyiceberg's pyarrow FileIO ignores ``AWS_ENDPOINT_URL``
+and guesses the bucket's region, and delta-rs refuses a plain ``http`` endpoint unless told
+``AWS_ALLOW_HTTP``. So from the environment only the endpoint and the region are passed on
+(:func:`credentials_from_environment`); keys and session tokens are left to each library's own
+chain (``AWS_*`` variables, the instance role), which also refreshes them.
+
+Concurrent Delta writers on S3 need no lock: delta-rs (1.x) commits a log entry with a
+conditional put (``If-None-Match: *``), which S3 has honoured since 2024; see docs/lakehouse.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+#: URI schemes whose tables take these options (delta-rs rejects ``AWS_*`` keys for local tables).
+S3_TABLE_SCHEMES = ("s3://", "s3a://")
 
 
 @dataclass(frozen=True)
 class S3Credentials:
-    """What an ``aws`` connection resolves to; ``None`` fields are left to the library's defaults."""
+    """What an ``aws`` connection (or the environment) resolves to; ``None``: the library's default."""
 
     access_key: str | None = None
     secret_key: str | None = None
@@ -21,6 +33,14 @@ class S3Credentials:
 
     def __repr__(self) -> str:  # never the secrets
         return f"S3Credentials(endpoint_url={self.endpoint_url!r}, region={self.region!r})"
+
+
+def credentials_from_environment(environ: Mapping[str, str]) -> S3Credentials:
+    """The endpoint and region boto would use (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
+    ``AWS_REGION``/``AWS_DEFAULT_REGION``); keys stay with the libraries' own chains."""
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+    return S3Credentials(endpoint_url=endpoint, region=region)
 
 
 def iceberg_properties(credentials: S3Credentials) -> dict[str, str]:
@@ -48,3 +68,8 @@ def delta_storage_options(credentials: S3Credentials) -> dict[str, str]:
     if credentials.endpoint_url and credentials.endpoint_url.startswith("http://"):
         options["AWS_ALLOW_HTTP"] = "true"
     return options
+
+
+def on_s3(uri: str) -> bool:
+    """Whether a table URI is on S3, where the storage options apply."""
+    return str(uri).lower().startswith(S3_TABLE_SCHEMES)
