@@ -14,7 +14,7 @@ from tests.reliability.proc_write import synthetic_batches
 from tests.s3_fixtures import S3
 from upstage_provider import publish
 from upstage_provider.exceptions import ParquetWriteError
-from upstage_provider.locations import location, plain_uri, read_document
+from upstage_provider.locations import connection_for, location, plain_uri, read_document
 from upstage_provider.models import OCRResult
 from upstage_provider.parquet import DocumentMeta, output_file_name, write_ocr_parquet
 
@@ -130,9 +130,13 @@ def test_location_gives_a_plain_s3_uri_the_connection_and_keeps_a_named_one() ->
 
 
 def test_the_default_aws_connection_is_not_applied_to_other_schemes() -> None:
-    pytest.importorskip("gcsfs")
-    assert location("gs://bucket/x", "aws_default").conn_id is None
-    assert location("gs://bucket/x", "google_cloud_default").conn_id == "google_cloud_default"
+    """The rule alone: resolving a gs:// filesystem would need gcsfs, which nothing else here uses."""
+    assert connection_for("gs://bucket/x", "aws_default") is None
+    assert connection_for("gs://bucket/x", "google_cloud_default") == "google_cloud_default"
+    assert connection_for("s3a://bucket/x", "aws_default") == "aws_default"
+    assert connection_for("s3://named@bucket/x", "aws_default") is None
+    assert connection_for("file:///data/x", "my_conn") is None
+    assert connection_for("s3://bucket/x", None) is None
 
 
 @pytest.mark.parametrize(

@@ -45,16 +45,24 @@ def location(uri: Any, conn_id: str | None = None) -> Any:
     text = str(uri)
     if "://" not in text:
         return text
-    parts = urlsplit(text)
-    scheme = parts.scheme.lower()
-    named = "@" in parts.netloc
-    applies = conn_id and scheme != "file" and (conn_id != DEFAULT_STORAGE_CONN_ID or scheme in S3_SCHEMES)
+    attached = connection_for(text, conn_id)
     try:
-        path = ObjectStoragePath(text, conn_id=conn_id) if applies and not named else ObjectStoragePath(text)
+        path = ObjectStoragePath(text, conn_id=attached) if attached else ObjectStoragePath(text)
         path.fs  # noqa: B018 - resolving the filesystem is what tells whether Airflow knows the scheme
     except ValueError:
         return text
     return path
+
+
+def connection_for(uri: str, conn_id: str | None) -> str | None:
+    """The connection ``location`` attaches to ``uri``; None where the URI names its own or none applies."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if not conn_id or "@" in parts.netloc or scheme in ("", "file"):
+        return None
+    if conn_id == DEFAULT_STORAGE_CONN_ID and scheme not in S3_SCHEMES:
+        return None
+    return conn_id
 
 
 def plain_uri(uri: Any) -> str:
