@@ -47,7 +47,7 @@ lint: install
 typecheck: install
 	$(PY) -m mypy
 
-demo: install
+demo: install system-deps
 	$(PY) scripts/demo.py
 
 # Not part of make test (a smoke run of it is): writes docs/performance.md and

@@ -19,12 +19,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "upstage-samples"
 OUT = ROOT / "demo-output"
-DAY = "2026-11-24"
+# The run's logical date: today (UTC), as a scheduled run would land it; UPSTAGE_DEMO_DATE pins
+# another day (YYYY-MM-DD), e.g. to compare two demo runs' lakes.
+DAY = os.environ.get("UPSTAGE_DEMO_DATE") or datetime.now(timezone.utc).date().isoformat()
+CONFIDENT = 0.8
+GREEN, RED = (0, 160, 0), (220, 0, 0)
 DEMO_KEY = "demo-key-not-a-secret"
 BIN = Path(sys.executable).parent
 
@@ -39,7 +45,10 @@ def main() -> int:
             shutil.copy(sample, inbox / sample.name)
     (inbox / "generated-scan-12-pages.pdf").write_bytes(scanned_pdf(12, "Quarterly report"))
     (inbox / "generated-scan-24-pages.pdf").write_bytes(scanned_pdf(24, "Delivery note"))
-    print(f"inbox: {len(list(inbox.iterdir()))} documents in {inbox}")
+    print(
+        f"inbox: {len(list(inbox.iterdir()))} documents in {inbox}; logical date {DAY} (today, UTC; "
+        "UPSTAGE_DEMO_DATE=YYYY-MM-DD pins another)"
+    )
 
     emulator, url = start_emulator()
     print(f"emulator: {url} (offline OCR: Tesseract)")
@@ -172,9 +181,26 @@ def render_boxes(lake: Path, partition: str, image_path: Path, out: Path) -> Pat
     draw = ImageDraw.Draw(img)
     for row in table.to_pylist():
         points = [(p["x"] * img.width, p["y"] * img.height) for p in row["polygon"]]
-        colour = (0, 160, 0) if (row["confidence"] or 0) >= 0.8 else (220, 0, 0)
+        colour = GREEN if (row["confidence"] or 0) >= CONFIDENT else RED
         draw.polygon(points, outline=colour, width=2)
-    img.save(out)
+    _with_legend(img).save(out)
+    return out
+
+
+def _with_legend(img: Any) -> Any:
+    """The image with a strip below it saying what the box colours mean."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=max(14, img.width // 60))
+    strip = max(32, img.width // 25)
+    out = Image.new("RGB", (img.width, img.height + strip), "white")
+    out.paste(img, (0, 0))
+    draw = ImageDraw.Draw(out)
+    x, y, side = strip // 3, img.height + strip // 4, strip // 2
+    for colour, label in ((GREEN, f"confidence >= {CONFIDENT}"), (RED, f"confidence < {CONFIDENT}")):
+        draw.rectangle((x, y, x + side, y + side), outline=colour, width=3)
+        draw.text((x + side + 8, y), label, fill="black", font=font)
+        x += side + 16 + int(draw.textlength(label, font=font)) + strip
     return out
 
 

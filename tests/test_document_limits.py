@@ -88,7 +88,7 @@ def test_a_file_of_exactly_the_size_limit_is_accepted_and_one_byte_more_is_not()
     with pytest.raises(DocumentTooLargeError) as err:
         validate_document(doc("edge.pdf", size=MAX_FILE_BYTES + 1))
     assert str(err.value) == (
-        "edge.pdf: 50.0 MB (52,428,801 bytes) is over the API's 50 MB limit per file; "
+        "edge.pdf: 50.0 MiB (52,428,801 bytes) is over the API's 50 MiB limit per file; "
         "split the document or compress its images"
     )
 
@@ -107,7 +107,7 @@ def test_a_size_limit_that_is_not_whole_megabytes_is_given_in_bytes() -> None:
     with pytest.raises(DocumentTooLargeError) as err:
         validate_document(doc("a.pdf", size=1_500_001), max_bytes=1_500_000)
     assert str(err.value) == (
-        "a.pdf: 1.4 MB (1,500,001 bytes) is over the API's 1,500,000 bytes limit per file; "
+        "a.pdf: 1.4 MiB (1,500,001 bytes) is over the API's 1,500,000 bytes limit per file; "
         "split the document or compress its images"
     )
 
@@ -158,7 +158,8 @@ def test_a_stricter_page_limit_is_honoured_in_both_modes() -> None:
     with pytest.raises(TooManyPagesError) as sync:
         validate_document(three, mode="sync", max_pages=2)
     assert str(sync.value) == (
-        "three.pdf: 3 pages is over the sync limit of 2 pages; use the async path "
+        "three.pdf: 3 pages is over the sync limit of 2 pages; "
+        "use mode='auto' (UpstageOCROperator's default: sync up to the limit, async above) or the async path "
         f"(mode='async' / UpstageOCRSubmitOperator), which takes up to {MAX_ASYNC_PAGES:,}"
     )
     with pytest.raises(TooManyPagesError) as async_:
@@ -167,6 +168,8 @@ def test_a_stricter_page_limit_is_honoured_in_both_modes() -> None:
         "three.pdf: 3 pages is over the async limit of 2 pages; "
         "split the document into parts of at most 2 pages"
     )
+    with pytest.raises(TooManyPagesError, match=r"^three\.pdf: 3 pages is over the sync limit of 1 page; "):
+        validate_document(three, mode="sync", max_pages=1)  # "1 page", never "1 pages"
 
 
 # --- page pixels --------------------------------------------------------------------------------
@@ -192,7 +195,7 @@ def test_a_rendered_page_over_the_pixel_limit_names_the_first_and_counts_the_res
     with pytest.raises(PageTooLargeError) as err:
         validate_document(plan, max_page_pixels=50_000)
     assert str(err.value) == (
-        "plan.pdf: page 2 (and 1 more pages) is 300 x 200 = 60,000 pixels when rendered at "
+        "plan.pdf: page 2 (and 1 more page) is 300 x 200 = 60,000 pixels when rendered at "
         f"{RENDER_DPI} DPI, over the API's 50,000-pixel limit per page; "
         "reduce the page size (or scan at a lower resolution)"
     )

@@ -395,8 +395,8 @@ def test_over_50_mb(tmp_path: Path) -> None:
     with pytest.raises(DocumentTooLargeError) as err:
         prepare_document(path)
     message = str(err.value)
-    assert message.startswith("scan.png: 60.0 MB (")
-    assert "bytes) is over the API's 50 MB limit per file" in message
+    assert message.startswith("scan.png: 60.0 MiB (")
+    assert "bytes) is over the API's 50 MiB limit per file" in message
     assert "split the document or compress its images" in message
 
     doc = load_document(path)  # loading alone does not judge size
@@ -421,7 +421,8 @@ def test_101_pages_needs_async(pdf_101: bytes) -> None:
     with pytest.raises(TooManyPagesError) as err:
         validate_document(doc, mode="sync")
     assert str(err.value) == (
-        "scan.pdf: 101 pages is over the sync limit of 100 pages; use the async path "
+        "scan.pdf: 101 pages is over the sync limit of 100 pages; "
+        "use mode='auto' (UpstageOCROperator's default: sync up to the limit, async above) or the async path "
         "(mode='async' / UpstageOCRSubmitOperator), which takes up to 1,000"
     )
     assert validate_document(doc, mode="async") is doc
@@ -441,7 +442,7 @@ def test_pdf_page_over_pixel_limit() -> None:
     with pytest.raises(PageTooLargeError) as err:
         prepare_document(pdf_bytes(2, (14400, 14400)), name="plan.pdf")
     message = str(err.value)
-    assert "plan.pdf: page 1 (and 1 more pages) is 30000 x 30000 = 900,000,000 pixels" in message
+    assert "plan.pdf: page 1 (and 1 more page) is 30000 x 30000 = 900,000,000 pixels" in message
     assert f"rendered at {RENDER_DPI} DPI" in message
     assert f"{MAX_PAGE_PIXELS:,}-pixel limit" in message
     assert "reduce the page size" in message
@@ -597,7 +598,7 @@ def test_prepare_logs_one_line(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="upstage_provider.documents"):
         prepare_document(pdf_bytes(2), name="two.pdf")
     (record,) = caplog.records
-    assert record.getMessage().startswith("two.pdf: PDF, 2 pages, 0.0 MB (")
+    assert record.getMessage().startswith("two.pdf: PDF, 2 pages, 0.0 MiB (")
 
 
 # --- sources ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ text or a download URL's query can carry a pre-signed signature, and the key nev
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from upstage_provider.exceptions import (
     UpstageRateLimitError,
     UpstageRequestError,
     UpstageServerError,
+    UpstageTLSError,
 )
 
 if TYPE_CHECKING:
@@ -104,10 +106,34 @@ def connection_failure(exc: Exception) -> ConnectionFailure:
     return "lost"
 
 
+def tls_failure(exc: BaseException) -> bool:
+    """Whether a call failed in the TLS handshake, for ``requests`` and ``httpx`` alike (httpx
+    wraps the ``ssl.SSLError`` in a ``ConnectError``; the chain still holds it)."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (ssl.SSLError, requests.exceptions.SSLError)):
+            return True
+        todo.extend([item.__cause__, item.__context__, *item.args, getattr(item, "reason", None)])
+    return False
+
+
 def connection_error(exc: Exception, what: str, url: str) -> UpstageConnectionError:
     """One wording for a call without an answer, whichever HTTP client made it."""
     kind = type(exc).__name__
     host = urlsplit(url).netloc
+    if tls_failure(exc):
+        return UpstageTLSError(
+            f"{kind}: the TLS handshake with {host} failed, so nothing was sent. If the server "
+            f"speaks plain HTTP (a local emulator, a proxy), set the connection's host to "
+            f"http://{host}; otherwise check its certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)",
+            endpoint=what,
+            never_sent=True,
+        )
     failure = connection_failure(exc)
     if failure == "connect":
         text = f"{UpstageConnectionError.NEVER_SENT} {host}"

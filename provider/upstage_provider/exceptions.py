@@ -87,6 +87,11 @@ class RequestNotCompletedError(NotAskedError):
     """Results asked for before the request completed; wait for it (a sensor) first."""
 
 
+class InvalidConnectionURLError(NotAskedError, ValueError):
+    """The connection's host is not a usable base URL (another scheme, no host name, a query);
+    found when the hook first reads the connection, before any call."""
+
+
 class InvalidConnectionExtraError(NotAskedError, ValueError):
     """A connection extra the provider cannot use (a ``price_per_page`` that is not a price);
     found before any OCR call, fixed in the connection."""
@@ -162,6 +167,13 @@ class UpstageConnectionError(UpstageAPIError):
         )
         #: True only when no connection was made: the call certainly never reached the API.
         self.never_sent = never_sent
+
+
+class UpstageTLSError(UpstageConnectionError):
+    """The TLS handshake failed: no request was sent, and a retry meets the same server. Usually
+    an ``https://`` base URL for a server that speaks plain HTTP, or an untrusted certificate."""
+
+    permanent = True
 
 
 class DownloadURLExpiredError(UpstageAPIError):

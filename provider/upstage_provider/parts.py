@@ -36,6 +36,7 @@ from upstage_provider.landing import land, landing_price
 from upstage_provider.ledger import DEFAULT_RETENTION, Ledger, submit_once
 from upstage_provider.parquet import DocumentMeta
 from upstage_provider.status import RequestInfo
+from upstage_provider.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +251,10 @@ def _document_batches(
             ) from exc
         if pages != request.page_count:
             raise DocumentPartError(
-                f"{request.label}: request {request.request_id} returned {pages} pages, "
+                f"{request.label}: request {request.request_id} returned {plural(pages, 'page')}, "
                 f"not {request.page_count}; nothing was written"
             )
-        log.info("%s: %d pages read from request %s", request.label, pages, request.request_id)
+        log.info("%s: %s read from request %s", request.label, plural(pages, "page"), request.request_id)
 
 
 def at_document_pages(batch: OCRBatch, first_page: int, request_id: str) -> OCRBatch:

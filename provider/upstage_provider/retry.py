@@ -123,6 +123,8 @@ class RetryPolicy:
         have reached the API is not repeated if it is not idempotent (a repeat could do the work
         twice), and a ``billed`` one is repeated with a line saying it may be billed again.
         """
+        if error.permanent:  # a failed TLS handshake: the same server answers the same way
+            return error
         if error.never_sent:
             return TransientFailure(error)
         if not idempotent:

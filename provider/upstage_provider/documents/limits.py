@@ -14,6 +14,7 @@ from upstage_provider.exceptions import (
     PageTooLargeError,
     TooManyPagesError,
 )
+from upstage_provider.wording import mib, mib_limit, plural
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_SYNC_PAGES = 100
@@ -74,15 +75,16 @@ def _check_page_count(doc: Document, mode: str, max_pages: int | None) -> None:
         limit = MAX_SYNC_PAGES if max_pages is None else max_pages
         if count > limit:
             raise TooManyPagesError(
-                f"{doc.name}: {count:,} pages is over the sync limit of {limit:,} pages; use the async "
-                f"path (mode='async' / UpstageOCRSubmitOperator), which takes up to {MAX_ASYNC_PAGES:,}"
+                f"{doc.name}: {plural(count, 'page')} is over the sync limit of {plural(limit, 'page')}; use "
+                "mode='auto' (UpstageOCROperator's default: sync up to the limit, async above) or the "
+                f"async path (mode='async' / UpstageOCRSubmitOperator), which takes up to {MAX_ASYNC_PAGES:,}"
             )
     else:
         limit = MAX_ASYNC_PAGES if max_pages is None else max_pages
         if count > limit:
             raise TooManyPagesError(
-                f"{doc.name}: {count:,} pages is over the async limit of {limit:,} pages; "
-                f"split the document into parts of at most {limit:,} pages"
+                f"{doc.name}: {plural(count, 'page')} is over the async limit of {plural(limit, 'page')}; "
+                f"split the document into parts of at most {plural(limit, 'page')}"
             )
 
 
@@ -91,7 +93,7 @@ def _check_page_pixels(doc: Document, max_page_pixels: int) -> None:
     if not over:
         return
     number, page = over[0]
-    more = f" (and {len(over) - 1:,} more pages)" if len(over) > 1 else ""
+    more = f" (and {plural(len(over) - 1, 'more page')})" if len(over) > 1 else ""
     if doc.format.is_image:
         measured, advice = "", "downscale it"
     else:
@@ -103,9 +105,5 @@ def _check_page_pixels(doc: Document, max_page_pixels: int) -> None:
     )
 
 
-def _format_limit(size: int) -> str:
-    return f"{size // _MIB} MB" if size % _MIB == 0 else f"{size:,} bytes"
-
-
-def _format_bytes(size: int) -> str:
-    return f"{size / _MIB:.1f} MB ({size:,} bytes)"
+_format_limit = mib_limit
+_format_bytes = mib

@@ -19,6 +19,8 @@ from upstage_provider.documents.pages import inspect_pages
 from upstage_provider.documents.sources import DocumentSource, _read_source
 
 # The package's name, as before it was split into modules, so logging configuration keeps matching.
+from upstage_provider.wording import plural
+
 log = logging.getLogger("upstage_provider.documents")
 
 
@@ -44,8 +46,8 @@ def prepare_document(
     # Size before sniffing, so a 2 GB file of any kind gets the size message, not a format one.
     _check_bytes(doc_name, len(data), MAX_FILE_BYTES)
     doc = validate_document(_describe(doc_name, uri, data), mode=mode)
-    pages = "?" if doc.page_count is None else doc.page_count
-    log.info("%s: %s, %s pages, %s", doc.name, doc.format.name, pages, _format_bytes(doc.size))
+    pages = "? pages" if doc.page_count is None else plural(doc.page_count, "page")
+    log.info("%s: %s, %s, %s", doc.name, doc.format.name, pages, _format_bytes(doc.size))
     return doc
 
 

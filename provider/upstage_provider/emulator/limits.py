@@ -12,6 +12,7 @@ from typing import Any
 from upstage_provider import documents
 from upstage_provider.emulator.errors import ApiError, from_document_error
 from upstage_provider.exceptions import DocumentError
+from upstage_provider.wording import mib_limit
 
 MAX_FILE_BYTES: int = documents.MAX_FILE_BYTES
 MAX_SYNC_PAGES: int = documents.MAX_SYNC_PAGES
@@ -38,7 +39,7 @@ def check_upload(data: bytes, filename: str) -> Any:
     if len(data) > MAX_FILE_BYTES:
         raise ApiError(
             413,
-            f"{name}: {len(data):,} bytes is over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit per file",
+            f"{name}: {len(data):,} bytes is over the {mib_limit(MAX_FILE_BYTES)} limit per file",
             code="file_too_large",
             param="document",
         )

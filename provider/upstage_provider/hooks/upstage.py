@@ -28,6 +28,7 @@ from upstage_provider.columnar import OCRBatch, parse_ocr_batch
 from upstage_provider.cost import PRICE_EXTRA, check_price
 from upstage_provider.documents import Document, load_document, prepare_document, validate_document
 from upstage_provider.exceptions import (
+    InvalidConnectionURLError,
     InvalidRequestIdError,
     MalformedResponseError,
     UpstageAuthError,
@@ -50,6 +51,7 @@ from upstage_provider.results import ParsedBatch, pages_of, parse_batch, parse_o
 from upstage_provider.retry import MAX_RETRY_AFTER as MAX_RETRY_AFTER  # re-exported
 from upstage_provider.retry import SYSTEM_CLOCK, Clock, RetryPolicy
 from upstage_provider.status import RequestInfo
+from upstage_provider.wording import plural
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -148,6 +150,7 @@ class UpstageOCRHook(BaseHook):
             host = f"https://{host}"
         if conn.port and urlsplit(host).port is None:
             host = f"{host.rstrip('/')}:{conn.port}"
+        _check_base_url(conn.conn_id, host)
         return host.rstrip("/")
 
     def _key_of(self, conn: Connection) -> str:
@@ -347,11 +350,11 @@ class UpstageOCRHook(BaseHook):
             source=f"sync OCR of {doc.name}",
         )
         self.log.info(
-            "Upstage sync OCR of %s done in %.1f s: %d pages, %d words, model %s",
+            "Upstage sync OCR of %s done in %.1f s: %s, %s, model %s",
             doc.name,
             time.monotonic() - started,
-            len(result.pages),
-            result.word_count,
+            plural(len(result.pages), "page"),
+            plural(result.word_count, "word"),
             result.model_version,
         )
         return result
@@ -470,14 +473,22 @@ class UpstageOCRHook(BaseHook):
         yield from BatchDownloader(self, info, parse, concurrency)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Used by the UI's Test button: an authenticated, read-only call."""
+        """
+        Used by the UI's Test button and ``airflow connections test``: one authenticated,
+        read-only call, tried once (no retries, no wait on a 429), so a wrong host answers in
+        seconds: a person is waiting, and a retry would only delay the same answer.
+        """
+        saved = self._max_retries, self._rate_limit_budget
+        self._max_retries, self._rate_limit_budget = 0, 0.0
         try:
             count = len(self.list_requests())
         except UpstageError as exc:
             return False, str(exc)
         except Exception as exc:
             return False, f"{type(exc).__name__}: {exc}"
-        return True, f"Connected to Upstage at {self.base_url} ({count} recent requests)"
+        finally:
+            self._max_retries, self._rate_limit_budget = saved
+        return True, f"Connected to Upstage at {self.base_url} ({plural(count, 'recent request')})"
 
     # --- async (triggers) -------------------------------------------------------------------------------
 
@@ -532,6 +543,28 @@ def _checked_id(request_id: str) -> str:
     if not isinstance(request_id, str) or not request_id or any(c in request_id for c in "/?#%\\ \n"):
         raise InvalidRequestIdError(f"invalid request id {request_id!r}: not sent to the API")
     return request_id
+
+
+def _check_base_url(conn_id: str | None, url: str) -> None:
+    """Refuse a host that can only fail later, after retries: the connection names the fix."""
+    problem = ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = f"the scheme must be http or https, not {parts.scheme!r}"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif parts.query or parts.fragment:
+            problem = "a base URL has no query or fragment"
+    if problem:
+        raise InvalidConnectionURLError(
+            f"connection '{conn_id}': host {url!r} is not a base URL ({problem}); use e.g. "
+            f"{DEFAULT_BASE_URL} or http://127.0.0.1:8765 for a local emulator"
+        )
 
 
 def _pages_text(doc: Document) -> str:

@@ -42,6 +42,7 @@ from upstage_provider.parts import (
 from upstage_provider.polling import DEFAULT_MAX_POLL_INTERVAL, check_intervals
 from upstage_provider.runtime import waiting_trigger
 from upstage_provider.status import RequestInfo
+from upstage_provider.wording import mib, mib_limit, plural
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -191,9 +192,9 @@ class UpstageOCRSubmitOperator(BaseOperator):
 def _one_request_refusal(doc: Document) -> str:
     pages = doc.page_count or 0
     if pages > MAX_ASYNC_PAGES:
-        over = f"{pages:,} pages is over the async limit of {MAX_ASYNC_PAGES:,} pages"
+        over = f"{plural(pages, 'page')} is over the async limit of {plural(MAX_ASYNC_PAGES, 'page')}"
     else:
-        over = f"{doc.size:,} bytes is over the API's {MAX_FILE_BYTES // 2**20} MB limit per file"
+        over = f"{mib(doc.size)} is over the API's {mib_limit(MAX_FILE_BYTES)} limit per file"
     return (
         f"{doc.name}: {over}, and UpstageOCRSubmitOperator submits one request per document; use "
         "UpstageOCROperator, which splits it into parts and lands one Parquet set with pages 1..N, "
