@@ -14,21 +14,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.emulator_fixtures import EmulatorServer
+from tests.hooks.test_upstage import RecordedWaits as RecordingClock
 from upstage_provider.documents import load_document
 from upstage_provider.exceptions import InvalidConnectionURLError, UpstageTLSError
 from upstage_provider.hooks.upstage import UpstageOCRHook
-from upstage_provider.retry import Clock
-
-
-class RecordingClock(Clock):
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-    async def asleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def _closed_port() -> int:
