@@ -174,3 +174,16 @@ def test_without_the_emulator_extra_the_cli_names_the_extra_instead_of_a_traceba
     assert "pip install 'airflow-provider-upstage[emulator]'" in done.stderr
     assert "fastapi" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_script_entry_point_runs_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the extra installed, ``upstage_provider.emulator_cli:main`` is the emulator's CLI."""
+    from upstage_provider.emulator_cli import main as script_main
+
+    monkeypatch.setattr(sys, "argv", ["upstage-emulator", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        script_main()
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: upstage-emulator")
