@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test test-fast system-test lint typecheck demo bench ocr-agreement emulator mutation clean
+.PHONY: install system-deps test test-fast system-test lint typecheck demo bench ocr-agreement emulator mutation dist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,13 @@ mutation: install
 	cd $(MUTATION_DIR) && timeout $(MUTATION_TIMEOUT) $(abspath $(VENV))/bin/mutmut run --max-children $(MUTATION_JOBS) \
 		$(MUTATION_TARGETS) > mutmut-run.log 2>&1 || test $$? -eq 124
 	$(PY) scripts/mutation_summary.py $(MUTATION_DIR) $(MUTATION_TARGETS) --survivors
+
+# The sdist and the wheel in dist/, `twine check --strict`, then the wheel installed next to a plain
+# apache-airflow (the .venv's version; 3.3.x before `make install`) in a throw-away venv, where
+# scripts/check_dist.py checks what `airflow providers` shows and what importing the provider loads.
+# uv's shared cache makes that venv a few seconds; needs only the .venv's uv, not `make install`.
+dist: | $(PY)
+	$(PY) scripts/check_dist.py --uv $(UV) --out dist
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import inspect
+import json
+import re
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import jsonschema
+from packaging.version import Version
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest's own TOML parser
+    import tomli as tomllib  # type: ignore[no-redef]
+
+import upstage_provider
 from upstage_provider.get_provider_info import get_provider_info
 from upstage_provider.hooks import upstage as hook_module
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
 def test_hooks_operators_sensors_and_triggers_are_listed_and_import() -> None:
@@ -57,3 +77,40 @@ def test_the_price_is_on_the_form_without_a_default(connect: Callable[..., str])
     assert hook_module.UpstageOCRHook(connect("http://127.0.0.1:9")).price_per_page is None
     with_price = connect("http://127.0.0.1:9", price_per_page=0.0015)
     assert hook_module.UpstageOCRHook(with_price).price_per_page == 0.0015
+
+
+def test_airflow_accepts_the_provider_info() -> None:
+    """Airflow validates every provider's info against this schema before any command runs."""
+    schema_file = importlib.resources.files("airflow").joinpath("provider_info.schema.json")
+    schema = json.loads(schema_file.read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_one_version_for_the_distribution_and_airflow() -> None:
+    project = _pyproject()
+    assert "version" not in project["project"]
+    assert "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "upstage_provider.__version__"}
+    assert get_provider_info()["versions"] == [upstage_provider.__version__]
+    assert str(Version(upstage_provider.__version__)) == upstage_provider.__version__  # normalized
+
+
+def test_the_documentation_url_is_the_one_airflow_shows() -> None:
+    """Airflow fills documentation-url from the metadata's Documentation URL: the two must agree."""
+    urls = _pyproject()["project"]["urls"]
+    assert get_provider_info()["documentation-url"] == urls["Documentation"]
+    assert set(urls) >= {"Documentation", "Changelog", "Source"}
+    assert all(url.startswith("https://") for url in urls.values())
+    assert urls["Changelog"].startswith(urls["Source"] + "/")
+
+
+def test_the_changelog_keeps_a_changelog() -> None:
+    """An Unreleased section on top, and a link for every version heading."""
+    text = (REPO / "CHANGELOG.md").read_text()
+    headings = re.findall(r"^## \[([^\]]+)\]", text, flags=re.MULTILINE)
+    assert headings[0] == "Unreleased"
+    links = dict(re.findall(r"^\[([^\]]+)\]: (https://\S+)$", text, flags=re.MULTILINE))
+    assert set(headings) <= set(links)
+    assert all(link.startswith(_pyproject()["project"]["urls"]["Source"]) for link in links.values())
+    for released in headings[1:]:
+        assert Version(released) <= Version(upstage_provider.__version__), released

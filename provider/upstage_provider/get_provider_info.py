@@ -14,6 +14,9 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_RATE_LIMIT_BUDGET = 600.0
 DEFAULT_DOWNLOAD_CONCURRENCY = 16
 INTEGRATION = "Upstage OCR"
+#: pyproject.toml's ``[project.urls] Documentation``, which Airflow shows as ``documentation-url``
+#: (it takes that field from the installed metadata, whatever this dict says).
+DOCUMENTATION_URL = "https://airflow-provider-upstage.readthedocs.io/"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -23,6 +26,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Upstage",
         "description": "Upstage OCR (document digitization): sync and deferrable OCR to word-level Parquet.",
         "versions": [__version__],
+        "documentation-url": DOCUMENTATION_URL,
         "integrations": [
             {
                 "integration-name": INTEGRATION,

@@ -162,13 +162,28 @@ def test_bad_config_is_a_usage_error(
 
 
 def test_without_the_emulator_extra_the_cli_names_the_extra_instead_of_a_traceback() -> None:
+    """What the ``upstage-emulator`` script runs (``upstage_provider.emulator_cli:main``)."""
     script = (
         "import sys; sys.modules['fastapi'] = None  # as if the [emulator] extra were not installed\n"
-        "from upstage_provider.emulator.cli import main\n"
-        "sys.exit(main(['--port', '0']))\n"
+        "from upstage_provider.emulator_cli import main\n"
+        "sys.exit(main())\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    command = [sys.executable, "-c", script, "--port", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "pip install 'airflow-provider-upstage[emulator]'" in done.stderr
     assert "fastapi" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_script_entry_point_runs_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the extra installed, ``upstage_provider.emulator_cli:main`` is the emulator's CLI."""
+    from upstage_provider.emulator_cli import main as script_main
+
+    monkeypatch.setattr(sys, "argv", ["upstage-emulator", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        script_main()
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: upstage-emulator")
