@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the emulator can use: LibreOffice renders office formats
 # (DOCX, PPTX, XLSX, HWP), tesseract-ocr-kor adds Korean OCR and PostgreSQL serves the Iceberg
-# SQL-catalog tests. Only as root with apt-get;
+# SQL-catalog tests, and Chromium runs the UI test of the connection form (tests/ui, through
+# Playwright, which never downloads a browser of its own). Only as root with apt-get;
 # otherwise it says what to install and the suite uses what is there.
 set -euo pipefail
 need=()
 command -v soffice >/dev/null 2>&1 || need+=(libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui)
 ls /usr/share/tesseract-ocr/*/tessdata/kor.traineddata >/dev/null 2>&1 || need+=(tesseract-ocr-kor)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: installing ${need[*]}"

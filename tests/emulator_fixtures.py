@@ -9,8 +9,8 @@ Load it from ``tests/conftest.py`` with ``pytest_plugins = ["tests.emulator_fixt
   not slowed by the Upstage-like default of 3 requests a second;
 - ``make_pdf(pages, size=(612, 792))``: a blank PDF of ``pages`` pages, as bytes;
 - ``api_headers``: the ``Authorization`` header for :data:`API_KEY`;
-- ``connect(host, password=API_KEY, conn_id="upstage_test", **extra)``: an ``upstage`` Airflow
-  connection defined through ``AIRFLOW_CONN_<ID>`` (as a deployment would), returning its id;
+- ``connect(host, password=API_KEY, conn_id="upstage_test", port=None, **extra)``: an ``upstage``
+  Airflow connection defined through ``AIRFLOW_CONN_<ID>`` (as a deployment would), returning its id;
 - ``wait_done(hook, request_id)``: not a fixture, the status of a request once it has ended.
 """
 
@@ -84,10 +84,18 @@ def emulator(make_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
 def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
     """Define an ``upstage`` connection through the environment, pointing at ``host``."""
 
-    def define(host: str, password: str | None = API_KEY, conn_id: str = "upstage_test", **extra: Any) -> str:
+    def define(
+        host: str,
+        password: str | None = API_KEY,
+        conn_id: str = "upstage_test",
+        port: int | None = None,
+        **extra: Any,
+    ) -> str:
         conn: dict[str, Any] = {"conn_type": "upstage", "host": host}
         if password is not None:
             conn["password"] = password
+        if port is not None:
+            conn["port"] = port
         if extra:
             conn["extra"] = extra
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))

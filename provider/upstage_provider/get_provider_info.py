@@ -14,6 +14,8 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_RATE_LIMIT_BUDGET = 600.0
 DEFAULT_DOWNLOAD_CONCURRENCY = 16
 INTEGRATION = "Upstage OCR"
+#: The form's Port label says why to fill it in: the hook would do without (see the form below).
+PORT_LABEL = "Port (443 for https; the Test button needs it)"
 #: pyproject.toml's ``[project.urls] Documentation``, which Airflow shows as ``documentation-url``
 #: (it takes that field from the installed metadata, whatever this dict says).
 DOCUMENTATION_URL = "https://airflow-provider-upstage.readthedocs.io/"
@@ -49,12 +51,18 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "upstage_provider.hooks.upstage.UpstageOCRHook",
                 "hook-name": "Upstage OCR",
                 "ui-field-behaviour": {
-                    # The hook reads the port (when the Base URL has none), so the form shows it.
+                    # The form shows the Port and asks for it, though the Base URL can carry it:
+                    # Airflow 3.3.2's connection list tests a connection by posting
+                    # ``port: Number(port)``, 0 for an empty port, and its API answers 400 ("The
+                    # host or port to test differs from the stored connection") when that is not
+                    # the stored port. Its Test button works only for a connection saved with a
+                    # port. The hook takes a Port that agrees with the Base URL's.
                     "hidden-fields": ["schema", "login"],
-                    "relabeling": {"host": "Base URL", "password": "API key", "port": "Port (optional)"},
+                    "relabeling": {"host": "Base URL", "password": "API key", "port": PORT_LABEL},
                     "placeholders": {
                         "host": DEFAULT_BASE_URL,
                         "password": "up_... (from console.upstage.ai)",
+                        "port": "443",
                     },
                 },
                 "conn-fields": {

@@ -96,3 +96,56 @@ def test_the_connection_test_says_one_recent_request_in_the_singular(
     assert hook.test_connection()[1].endswith("(0 recent requests)")
     hook.submit(load_document(make_pdf(1), name="one.pdf"))
     assert hook.test_connection()[1].endswith("(1 recent request)")
+
+
+# --- the Port field, which the form asks for (the UI's Test button needs a stored port) ---------
+
+
+def _calls(server: EmulatorServer) -> int:
+    return sum(server.stats()["endpoints"].get("list", {}).get("by_status", {}).values())
+
+
+@pytest.mark.parametrize("in_url", [True, False], ids=["port-in-both", "port-in-the-field-only"])
+def test_a_port_in_the_port_field_reaches_the_server(
+    in_url: bool, emulator: EmulatorServer, connect: Callable[..., str]
+) -> None:
+    """The form's way (Port filled in), with the port also in the Base URL or only in the field."""
+    parts = urlsplit(emulator.url)
+    host = emulator.url if in_url else f"http://{parts.hostname}"
+    hook = UpstageOCRHook(connect(host, port=parts.port))
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert message == f"Connected to Upstage at {emulator.url} (0 recent requests)"
+    assert _calls(emulator) == 1
+
+
+def test_a_port_field_that_disagrees_with_the_base_url_is_refused_before_any_call(
+    emulator: EmulatorServer, connect: Callable[..., str]
+) -> None:
+    port = urlsplit(emulator.url).port
+    hook = UpstageOCRHook(connect(emulator.url, port=443, conn_id="two_ports"))
+    with pytest.raises(InvalidConnectionURLError) as err:
+        hook.list_requests()
+    assert str(err.value) == (
+        f"connection 'two_ports': host '{emulator.url}' has port {port}, but its Port field says 443; "
+        "make them agree, or leave the Port empty"
+    )
+    ok, message = hook.test_connection()
+    assert not ok
+    assert "make them agree" in message
+    assert _calls(emulator) == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "url"),
+    [
+        ("", 443, "https://api.upstage.ai"),  # the public API, Port 443 as the form suggests
+        ("https://api.upstage.ai/", 443, "https://api.upstage.ai"),
+        ("http://127.0.0.1", 80, "http://127.0.0.1"),
+        ("https://gateway.example/upstage/", 8443, "https://gateway.example:8443/upstage"),
+    ],
+)
+def test_the_port_joins_the_host_and_the_schemes_own_is_not_written(
+    host: str, port: int, url: str, connect: Callable[..., str]
+) -> None:
+    assert UpstageOCRHook(connect(host, port=port)).base_url == url

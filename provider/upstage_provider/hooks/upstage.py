@@ -148,10 +148,10 @@ class UpstageOCRHook(BaseHook):
         host = (conn.host or "").strip() or DEFAULT_BASE_URL
         if "://" not in host:
             host = f"https://{host}"
-        if conn.port and urlsplit(host).port is None:
-            host = f"{host.rstrip('/')}:{conn.port}"
         _check_base_url(conn.conn_id, host)
-        return host.rstrip("/")
+        url = _with_port(conn.conn_id, host, conn.port)
+        _check_base_url(conn.conn_id, url)  # the Port field's number too
+        return url.rstrip("/")
 
     def _key_of(self, conn: Connection) -> str:
         key = (conn.password or "").strip() or os.environ.get(API_KEY_ENV, "").strip()
@@ -565,6 +565,28 @@ def _check_base_url(conn_id: str | None, url: str) -> None:
             f"connection '{conn_id}': host {url!r} is not a base URL ({problem}); use e.g. "
             f"{DEFAULT_BASE_URL} or http://127.0.0.1:8765 for a local emulator"
         )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _with_port(conn_id: str | None, url: str, port: int | None) -> str:
+    """
+    The base URL with the connection's Port field, which the form asks for (the UI's Test button
+    needs it, ``get_provider_info``): joined to a URL without a port unless it is the scheme's
+    own, and refused when it disagrees with the URL's, rather than one of them silently ignored.
+    """
+    parts = urlsplit(url)
+    if not port or port == parts.port:
+        return url
+    if parts.port is not None:
+        raise InvalidConnectionURLError(
+            f"connection '{conn_id}': host {url!r} has port {parts.port}, but its Port field says "
+            f"{port}; make them agree, or leave the Port empty"
+        )
+    if port == _DEFAULT_PORTS.get(parts.scheme):
+        return url
+    return parts._replace(netloc=f"{parts.netloc}:{port}").geturl()
 
 
 def _pages_text(doc: Document) -> str:
