@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test test-fast system-test lint typecheck demo bench ocr-agreement emulator mutation clean
+.PHONY: install system-deps test test-fast system-test lint typecheck demo bench ocr-agreement emulator mutation docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,15 @@ mutation: install
 	cd $(MUTATION_DIR) && timeout $(MUTATION_TIMEOUT) $(abspath $(VENV))/bin/mutmut run --max-children $(MUTATION_JOBS) \
 		$(MUTATION_TARGETS) > mutmut-run.log 2>&1 || test $$? -eq 124
 	$(PY) scripts/mutation_summary.py $(MUTATION_DIR) $(MUTATION_TARGETS) --survivors
+
+# The docs site (Sphinx + MyST: the Markdown pages in docs/, the API reference from the docstrings)
+# into build/docs. Strict: any warning fails the build (-W, all of them reported: --keep-going);
+# -E rebuilds every page, so an unchanged page's warning is never skipped.
+DOCS_OUT := build/docs
+docs: install
+	$(UV) pip install --python $(PY) --quiet --compile-bytecode -e '.[docs]'
+	$(PY) -m sphinx -E -W --keep-going -q -b html docs $(DOCS_OUT)
+	@echo "docs: $(DOCS_OUT)/index.html"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
