@@ -76,3 +76,14 @@ def test_the_fields_table_names_the_real_base_url_key_variable_and_labels() -> N
     assert fields["Connection type"][0] == conn["hook-name"]
     for field in ("host", "password", "port"):
         assert fields[field.capitalize()][0] == labels[field], field
+
+
+def test_the_quoted_failure_without_a_key_is_what_test_connection_returns(
+    connect: Callable[..., str],
+) -> None:
+    """What the CLI and the UI show for a connection without a key (they print test_connection()'s text)."""
+    hook = hook_module.UpstageOCRHook(connect("http://127.0.0.1:9", password=None, conn_id="upstage_default"))
+    ok, reason = hook.test_connection()
+    assert not ok
+    text = " ".join(PAGE.read_text(encoding="utf-8").split())
+    assert f"`{reason.removeprefix('Upstage API error: ')}`" in text
