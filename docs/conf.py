@@ -38,3 +38,5 @@ autoclass_content = "class"
 
 html_theme = "furo"
 html_title = f"airflow-provider-upstage {release}"
+html_static_path = ["_static"]
+html_css_files = ["tables.css"]
