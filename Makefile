@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test test-fast system-test lint typecheck demo bench ocr-agreement emulator mutation dist clean
+.PHONY: install system-deps test test-fast system-test lint typecheck demo bench ocr-agreement emulator mutation dist docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,15 @@ mutation: install
 # uv's shared cache makes that venv a few seconds; needs only the .venv's uv, not `make install`.
 dist: | $(PY)
 	$(PY) scripts/check_dist.py --uv $(UV) --out dist
+
+# The docs site (Sphinx + MyST: the Markdown pages in docs/, the API reference from the docstrings)
+# into build/docs. Strict: any warning fails the build (-W, all of them reported: --keep-going);
+# -E rebuilds every page, so an unchanged page's warning is never skipped.
+DOCS_OUT := build/docs
+docs: install
+	$(UV) pip install --python $(PY) --quiet --compile-bytecode -e '.[docs]'
+	$(PY) -m sphinx -E -W --keep-going -q -b html docs $(DOCS_OUT)
+	@echo "docs: $(DOCS_OUT)/index.html"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -59,6 +59,9 @@ class UpstageOCRSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param poll_interval: seconds between status calls (while deferred: before the first one,
         and the shortest wait between two).
+    :param timeout: how long to wait for the request (seconds or a ``timedelta``; 24 hours by
+        default): past it the task fails with ``AirflowSensorTimeout``, without retries. Deferred,
+        the deadline is absolute and survives triggerer restarts.
     :param max_poll_interval: while deferred, the longest wait between two status calls.
     :param adaptive_polling: while deferred, space status calls by the request's progress, or
         geometrically without it (:mod:`upstage_provider.polling`); False polls every
