@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test test-fast system-test lint typecheck demo bench ocr-agreement emulator mutation dist docs clean
+.PHONY: install system-deps test test-fast test-compat system-test lint typecheck demo bench ocr-agreement emulator mutation dist docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ FAST_TESTS := tests/test_models.py tests/test_columnar.py tests/test_documents.p
 test-fast: install
 	$(PY) -m ruff check provider tests
 	$(PY) -m pytest -q $(FAST_TESTS)
+
+# Every supported Airflow minor and Python (docs/compatibility.md): a venv each under
+# .venv-compat/, the fast set on each, plus the dag.test() tests on Airflow 3.1 and 3.2.
+# `make test-compat COMPAT="af3.1 py3.13"` runs only those entries.
+test-compat: $(PY)
+	FAST_TESTS="$(FAST_TESTS)" UV=$(UV) bash scripts/compat.sh $(COMPAT)
 
 # Real api-server, scheduler, dag-processor and triggerer + PostgreSQL + the emulator on 127.0.0.1.
 system-test: install

@@ -38,8 +38,9 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import Asset, ObjectStoragePath, dag, task, task_group
-from airflow.sdk.exceptions import AirflowFailException
 
+# From the task SDK on Airflow 3.2+, from airflow.exceptions on 3.1: the provider's compat knows where.
+from upstage_provider.compat import AirflowFailException
 from upstage_provider.cost import billed_note
 from upstage_provider.locations import location, plain_uri
 from upstage_provider.operators.ocr import UpstageOCRSubmitOperator

@@ -7,7 +7,10 @@ import importlib.resources
 import inspect
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ except ModuleNotFoundError:  # Python 3.10: pytest's own TOML parser
     import tomli as tomllib  # type: ignore[no-redef]
 
 import upstage_provider
-from upstage_provider.get_provider_info import get_provider_info
+from upstage_provider.get_provider_info import DEFAULT_BASE_URL, PORT_LABEL, get_provider_info
 from upstage_provider.hooks import upstage as hook_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,3 +117,48 @@ def test_the_changelog_keeps_a_changelog() -> None:
     assert all(link.startswith(_pyproject()["project"]["urls"]["Source"]) for link in links.values())
     for released in headings[1:]:
         assert Version(released) <= Version(upstage_provider.__version__), released
+
+
+_FORM_PROBE = """
+import json
+from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+from upstage_provider.hooks.upstage import UpstageOCRHook
+(meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "upstage"]
+print(json.dumps({
+    "form": meta.model_dump(mode="json"),
+    "hook_methods": sorted(
+        name for name in ("get_ui_field_behaviour", "get_connection_form_widgets")
+        if name in UpstageOCRHook.__dict__
+    ),
+}))
+"""
+
+
+def test_the_ui_gets_the_whole_connection_form_on_this_airflow_version() -> None:
+    """What the UI's form is built from, in a fresh process as in the api-server: Airflow 3.2+
+    reads the provider info, and the hook defines none of the methods it deprecated; Airflow 3.1
+    reads only those methods, so there the hook's fallback must serve the same labels and fields."""
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _FORM_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    old = Version(Version(version("apache-airflow-core")).base_version) < Version("3.2")
+    assert probe["hook_methods"] == (["get_connection_form_widgets", "get_ui_field_behaviour"] if old else [])
+    form = probe["form"]
+    (conn,) = get_provider_info()["connection-types"]
+    standard = form["standard_fields"]
+    assert standard["host"]["title"] == "Base URL"
+    assert standard["host"]["placeholder"] == DEFAULT_BASE_URL
+    assert standard["password"]["title"] == "API key"
+    assert standard["port"]["title"] == PORT_LABEL
+    assert standard["login"]["hidden"]
+    assert standard["url_schema"]["hidden"]
+    assert not standard["host"]["hidden"]
+    assert not standard["password"]["hidden"]
+    extra = form["extra_fields"]
+    assert set(extra) == set(conn["conn-fields"])
+    for name, field in conn["conn-fields"].items():
+        assert extra[name]["schema"]["title"] == field["label"], name
+        default, served = field["schema"].get("default"), extra[name]["value"]
+        assert served is None if default is None else float(served) == default, name

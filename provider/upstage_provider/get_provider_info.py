@@ -96,3 +96,35 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
     }
+
+
+def legacy_ui_field_behaviour() -> dict[str, Any]:
+    """The form's labels as Airflow 3.1's ``get_ui_field_behaviour()`` returns them (3.1 reads no
+    ``ui-field-behaviour`` from the provider info)."""
+    (conn,) = get_provider_info()["connection-types"]
+    return {key.replace("-", "_"): value for key, value in conn["ui-field-behaviour"].items()}
+
+
+def legacy_connection_form_widgets() -> dict[str, Any]:
+    """The ``conn-fields`` as the wtforms fields Airflow 3.1's ``get_connection_form_widgets()``
+    returns: its UI reads their label, description and default (it has no number field, so a
+    number is a text field the hook parses, as it parses an extra written as JSON by hand)."""
+    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import IntegerField, StringField
+    from wtforms.validators import Optional
+
+    (conn,) = get_provider_info()["connection-types"]
+    widgets: dict[str, Any] = {}
+    for name, field in conn["conn-fields"].items():
+        schema = field["schema"]
+        integer = "integer" in schema["type"]
+        default = schema.get("default")
+        widgets[name] = (IntegerField if integer else StringField)(
+            lazy_gettext(field["label"]),
+            widget=BS3TextFieldWidget(),
+            validators=[Optional()],
+            description=field.get("description", ""),
+            default=default if integer or default is None else str(default),
+        )
+    return widgets

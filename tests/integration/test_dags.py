@@ -17,6 +17,7 @@ import requests
 from airflow.sdk import DAG
 from sqlalchemy import select
 
+from tests.airflow_runs import parse_dag
 from tests.emulator_fixtures import API_KEY, WORDS_PER_PAGE
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from upstage_provider.emulator.config import FaultConfig
@@ -29,11 +30,7 @@ DAY = pendulum.datetime(2026, 11, 24, tz="UTC")
 
 def load_dag(file: str, dag_id: str) -> DAG:
     """Parse the DAG file as Airflow does, with the environment the test has set."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder=str(DAGS / file)).get_dag(dag_id)
-    assert dag is not None, f"{dag_id} not found in {file}"
-    return dag
+    return parse_dag(DAGS / file, dag_id)
 
 
 def expected_words(server: EmulatorServer, path: Path) -> list[tuple[int, str, tuple[Any, ...]]]:

@@ -47,8 +47,11 @@ def openlineage_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     """The OpenLineage listener on, writing to a file transport; returns a reader of the events."""
     from airflow.listeners.listener import get_listener_manager as core_listener_manager
     from airflow.providers.openlineage.plugins.listener import OpenLineageListener
-    from airflow.sdk.listener import get_listener_manager
 
+    try:
+        from airflow.sdk.listener import get_listener_manager
+    except ImportError:  # Airflow 3.1: the core's manager serves the task SDK too
+        get_listener_manager = core_listener_manager
     # Plugins load once per process, here (if no earlier test loaded them) with the suite's
     # `disabled`: loaded after the switch below, the plugin would add a listener of its own.
     manager = get_listener_manager()
@@ -332,7 +335,10 @@ def test_the_provider_plugin_registers_the_listener_from_the_configuration(tmp_p
     """In a fresh process, ``[openlineage] transport`` alone turns the listener on; the suite's
     ``disabled`` (tests/conftest.py) keeps it off, so no other test's dag.test() emits anything."""
     probe = (
-        "from airflow.sdk.listener import get_listener_manager\n"
+        "try:\n"
+        "    from airflow.sdk.listener import get_listener_manager\n"
+        "except ImportError:\n"  # Airflow 3.1: the core's manager serves the task SDK too
+        "    from airflow.listeners.listener import get_listener_manager\n"
         "print(sorted(type(p).__name__ for p in get_listener_manager().pm.get_plugins()))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__OPENLINEAGE__", "OPENLINEAGE"))}

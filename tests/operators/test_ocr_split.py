@@ -18,7 +18,7 @@ import pyarrow.dataset as pads
 import pytest
 from PIL import Image
 
-from tests.airflow_runs import variables
+from tests.airflow_runs import parse_dag, variables
 from tests.emulator_fixtures import image_pdf
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from tests.fault_proxy import FaultProxy, Rule
@@ -57,11 +57,7 @@ def fast_emulator(
 
 
 def load_dag(dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder=str(DAGS / "upstage_split_dags.py")).get_dag(dag_id)
-    assert dag is not None
-    return dag
+    return parse_dag(DAGS / "upstage_split_dags.py", dag_id)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.airflow_runs import parse_dag
+
 #: Waits the hook asks for are recorded, then slept at this fraction (the retry logic is under
 #: test, not the wall clock: a 1 s backoff costs 20 ms).
 SLEEP_SCALE = 0.02
@@ -51,11 +53,7 @@ def retry_waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
 
 def load_dag(file: str, dag_id: str) -> Any:
     """Parse the DAG file as Airflow does, with the environment the test has set."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder=str(DAGS / file)).get_dag(dag_id)
-    assert dag is not None, f"{dag_id} not found in {file}"
-    return dag
+    return parse_dag(DAGS / file, dag_id)
 
 
 @pytest.fixture

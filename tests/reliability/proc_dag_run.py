@@ -19,13 +19,12 @@ import pendulum
 
 
 def main() -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.airflow_runs import parse_dag
 
     dag_id, logical_date = sys.argv[1:3]
     again = "--rerun" in sys.argv[3:]
     dags = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    dag = DagBag(dag_folder=str(dags / "upstage_reliability_dags.py")).get_dag(dag_id)
-    assert dag is not None, f"{dag_id} not found in {dags}"
+    dag = parse_dag(dags / "upstage_reliability_dags.py", dag_id)
     when = pendulum.parse(logical_date)
     # The run_id is made from run_after (now, by default): pin it so both runs share it.
     if again:

@@ -20,7 +20,7 @@ import pyarrow.dataset as pads
 import pytest
 from sqlalchemy import select
 
-from tests.airflow_runs import rerun, variables
+from tests.airflow_runs import HAS_TASK_STATE_STORE, rerun, variables
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from tests.fault_proxy import FaultProxy, Rule
 from tests.reliability.conftest import load_dag
@@ -75,6 +75,9 @@ def uploading(name: str) -> Callable[[Any], bool]:
 
 
 def ledger_entries(run_id: str) -> list[dict[str, Any]]:
+    """The run's task state store entries (Airflow 3.1/3.2 have no store, so none)."""
+    if not HAS_TASK_STATE_STORE:
+        return []
     from airflow.models.task_state_store import TaskStateStoreModel
     from airflow.utils.session import create_session
 
@@ -168,6 +171,42 @@ def test_a_successful_run_leaves_no_variables_and_lands_each_document_as_itself(
     else:  # the ledger was in Variables, and the sensors deleted them once landed
         assert entries == []
         assert all(h["ledger_variable"] for h in handoffs)
+
+
+def test_the_ledger_lives_where_this_airflow_version_keeps_task_state(
+    emulator: EmulatorServer,
+    connect: Callable[..., str],
+    documents: Callable[..., list[Path]],
+    lake: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing simulated: the real task context decides. Airflow 3.3 gives the ledger the task
+    state store; 3.1/3.2 have none, and the ledger takes the Variables fallback: the handoff names
+    the Variable the submit wrote, and the sensor deletes it once the document has landed."""
+    connect(emulator.url, conn_id="upstage_ledger")
+    written: list[str] = []
+    from airflow.sdk import Variable
+
+    real_set = Variable.set
+
+    def spy(key: str, *args: Any, **kwargs: Any) -> Any:
+        written.append(key)
+        return real_set(key, *args, **kwargs)
+
+    monkeypatch.setattr(Variable, "set", staticmethod(spy))
+    run = configure(monkeypatch, documents(("scan.pdf", 2, A4)), lake).test()
+    assert run.state == "success"
+    (handoff,) = document_handoffs(run.run_id)
+    if HAS_TASK_STATE_STORE:
+        assert handoff["ledger_variable"] is None
+        assert written == []
+        (entry,) = ledger_entries(run.run_id)
+        assert entry["request_id"] == handoff["request_id"]
+    else:
+        assert handoff["ledger_variable"].startswith("upstage_submission__")
+        assert set(written) == {handoff["ledger_variable"]}  # the pending mark, then the request id
+        assert len(written) == 2
+    assert variables() == 0
 
 
 def test_a_submit_refused_before_it_reached_the_api_leaves_no_pending_mark(

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import structlog
-from airflow.sdk.serde import deserialize, serialize
 from airflow.triggers.base import TriggerEvent
 
 from tests.emulator_fixtures import API_KEY, WORDS_PER_PAGE
@@ -26,6 +25,11 @@ from upstage_provider.emulator.synthetic import SyntheticEngine
 from upstage_provider.hooks.upstage import UpstageOCRHook
 from upstage_provider.triggers import ocr as trigger_module
 from upstage_provider.triggers.ocr import UpstageOCRTrigger, bounded
+
+try:  # where Airflow stores trigger events: the task SDK's serde from 3.2, the core's before
+    from airflow.sdk.serde import deserialize, serialize
+except ImportError:  # Airflow 3.1
+    from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
 
 
 def submit(server: EmulatorServer, conn_id: str, pages: int) -> str:

@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 from upstage_provider.api_errors import connection_error, json_object, status_error
 from upstage_provider.api_errors import json_or_none as _json_or_none
 from upstage_provider.columnar import OCRBatch, parse_ocr_batch
+from upstage_provider.compat import DECLARATIVE_CONNECTION_FORM
 from upstage_provider.cost import PRICE_EXTRA, check_price
 from upstage_provider.documents import Document, load_document, prepare_document, validate_document
 from upstage_provider.exceptions import (
@@ -40,6 +41,8 @@ from upstage_provider.get_provider_info import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_RATE_LIMIT_BUDGET,
     DEFAULT_READ_TIMEOUT,
+    legacy_connection_form_widgets,
+    legacy_ui_field_behaviour,
 )
 from upstage_provider.hooks import calls
 from upstage_provider.hooks.clients import LOOP_CLIENTS, loop_http, user_agent
@@ -100,6 +103,20 @@ class UpstageOCRHook(BaseHook):
     hook_name = "Upstage OCR"
     #: Where retry waits sleep (and Retry-After dates are read against): the seam for tests.
     clock: Clock = SYSTEM_CLOCK
+
+    if not DECLARATIVE_CONNECTION_FORM:
+        # Airflow 3.1 builds the connection form from these two methods only; 3.2+ reads the
+        # provider info and warns about them, so they exist only where they are the only way.
+
+        @classmethod
+        def get_ui_field_behaviour(cls) -> dict[str, Any]:
+            """Labels, placeholders and hidden fields of the form (Airflow 3.1 only)."""
+            return legacy_ui_field_behaviour()
+
+        @classmethod
+        def get_connection_form_widgets(cls) -> dict[str, Any]:
+            """The extra fields of the form (Airflow 3.1 only)."""
+            return legacy_connection_form_widgets()
 
     def __init__(
         self,

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The supported-versions matrix (`make test-compat`, docs/compatibility.md): every Airflow minor
+# and Python version pyproject.toml claims, each in its own venv under .venv-compat/, Airflow
+# pinned by a `==X.Y.*` requirement so uv takes the newest patch release of that minor.
+#
+#   af3.1   newest Airflow 3.1.x, Python 3.11: the fast set + the dag.test() tests
+#   af3.2   newest Airflow 3.2.x, Python 3.11: the fast set + the dag.test() tests
+#   py3.10  Airflow 3.3.x (what main uses), Python 3.10: the fast set
+#   py3.13  Airflow 3.3.x, Python 3.13: the fast set
+#
+# The whole suite on Airflow 3.3 / Python 3.11 is `make test`. Usage: scripts/compat.sh [ENTRY...]
+# (default: all four). FAST_TESTS (the Makefile's set) and UV come from the Makefile. uv's wheel
+# cache is shared by the venvs (UV_CACHE_DIR as usual); packages are hardlinked from it
+# (UV_LINK_MODE, default hardlink; uv copies when the cache is on another file system). Each
+# entry's install and test times are printed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV=${UV:-.venv/bin/uv}
+VENVS=${COMPAT_VENVS:-.venv-compat}
+export UV_LINK_MODE=${UV_LINK_MODE:-hardlink}
+read -r -a FAST <<< "${FAST_TESTS:?set FAST_TESTS to the fast test set, or run make test-compat}"
+# Everything that runs whole DAGs through dag.test(): the example and test DAGs, S3, tables,
+# lineage, and the submission ledger, whose store differs before Airflow 3.3.
+DAG_TESTS=(tests/integration tests/reliability/test_ledger.py)
+
+# name | Python | Airflow requirement | what runs
+MATRIX=(
+  "af3.1|3.11|apache-airflow==3.1.*|fast+dags"
+  "af3.2|3.11|apache-airflow==3.2.*|fast+dags"
+  "py3.10|3.10|apache-airflow==3.3.*|fast"
+  "py3.13|3.13|apache-airflow==3.3.*|fast"
+)
+
+interpreter() {  # the newest pyenv build of Python $1, else python$1 on PATH
+  local root found
+  root=${PYENV_ROOT:-$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")}
+  found=$(ls -d "$root/versions/$1".*/bin/python 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -n "$found" ]; then echo "$found"; else command -v "python$1" || { echo "no Python $1" >&2; return 1; }; fi
+}
+
+run_entry() {  # name python requirement what
+  local name=$1 version=$2 requirement=$3 what=$4 venv="$VENVS/$1" py start installed tests rc=0
+  start=$(date +%s)
+  # Called in an `||` list, so errexit is off in here: every step checks its own status.
+  py=$(interpreter "$version") || return 1
+  echo "== compat $name: $requirement on Python $("$py" -c 'import platform; print(platform.python_version())') =="
+  if [ ! -x "$venv/bin/python" ]; then "$UV" venv -q --python "$py" "$venv" || return 1; fi
+  "$UV" pip install -q --python "$venv/bin/python" --compile-bytecode -e '.[test]' "$requirement" || {
+    RESULTS+=("$name: install failed"); return 1; }
+  installed=$(( $(date +%s) - start ))
+  tests=("${FAST[@]}")
+  if [ "$what" = "fast+dags" ]; then tests+=("${DAG_TESTS[@]}"); fi
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider "${tests[@]}" || rc=$?
+  local took=$(( $(date +%s) - start - installed )) airflow status=ok
+  airflow=$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("apache-airflow"))')
+  [ $rc -eq 0 ] || status="FAILED (pytest exit $rc)"
+  RESULTS+=("$(printf '%-7s %-22s -> Airflow %-6s %-9s install %4d s, tests %4d s: %s' \
+    "$name" "$requirement" "$airflow" "$what" "$installed" "$took" "$status")")
+  return $rc
+}
+
+selected=("$@")
+RESULTS=()
+failed=0
+all=$(date +%s)
+for entry in "${MATRIX[@]}"; do
+  IFS='|' read -r name version requirement what <<< "$entry"
+  if [ ${#selected[@]} -gt 0 ] && [[ ! " ${selected[*]} " == *" $name "* ]]; then continue; fi
+  run_entry "$name" "$version" "$requirement" "$what" || failed=1
+done
+echo "== compat summary ($(( $(date +%s) - all )) s in all) =="
+printf '%s\n' "${RESULTS[@]}"
+exit $failed
