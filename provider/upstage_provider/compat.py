@@ -17,6 +17,9 @@ AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
 #: ``conn-fields`` and warns about a hook that still defines ``get_ui_field_behaviour()``;
 #: Airflow 3.1 asks only the hook's methods.
 DECLARATIVE_CONNECTION_FORM = AIRFLOW_VERSION.release >= (3, 2)
+#: Airflow 3.3 tells a trigger that a user ended its wait (``BaseTrigger.on_kill``); before, a
+#: trigger sees only ``cleanup()``, the same for a user's action and a triggerer restart.
+HAS_TRIGGER_ON_KILL = AIRFLOW_VERSION.release >= (3, 3)
 
 try:
     from airflow.sdk.exceptions import (
@@ -43,6 +46,7 @@ except ImportError:  # Airflow 3.1
 __all__ = [
     "AIRFLOW_VERSION",
     "DECLARATIVE_CONNECTION_FORM",
+    "HAS_TRIGGER_ON_KILL",
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",

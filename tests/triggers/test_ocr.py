@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 import structlog
-from airflow.triggers.base import TriggerEvent
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from tests.emulator_fixtures import API_KEY, WORDS_PER_PAGE
 from tests.emulator_fixtures import pdf_bytes as make_pdf
 from tests.loop_lag import MAX_LOOP_GAP, loop_lag
+from upstage_provider.compat import HAS_TRIGGER_ON_KILL
 from upstage_provider.documents import load_document
 from upstage_provider.emulator.config import FaultConfig
 from upstage_provider.emulator.server import EmulatorServer
@@ -486,3 +487,55 @@ async def test_a_cancel_that_meets_a_finishing_status_call_still_cancels(turns: 
             await task
     else:  # done before the cancel, which a done task ignores
         assert await task == "answer"
+
+
+# --- the wait ended from outside: a user's action, a triggerer stopping ------------------------
+
+
+async def _cut_short(trigger: UpstageOCRTrigger, *, user: bool) -> None:
+    """End a waiting trigger as the triggerer does: cancel its run; for a user's action, call
+    ``on_kill`` when this Airflow has it (3.3+; never for a triggerer stopping); ``cleanup`` always."""
+    task = asyncio.ensure_future(events(trigger))
+    await asyncio.sleep(0.3)  # in its first wait (poll_interval 30 s)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    if user and hasattr(BaseTrigger, "on_kill"):
+        await trigger.on_kill()
+    await trigger.cleanup()
+
+
+def test_the_on_kill_flag_is_this_airflow_s() -> None:
+    assert hasattr(BaseTrigger, "on_kill") == HAS_TRIGGER_ON_KILL
+
+
+@pytest.mark.parametrize("user", [True, False], ids=["user-action", "triggerer-stop"])
+async def test_a_wait_ended_from_outside_says_the_request_runs_on(
+    emulator: EmulatorServer, connect: Callable[..., str], logged: list[dict[str, Any]], user: bool
+) -> None:
+    conn_id = connect(emulator.url)
+    request_id = submit(emulator, conn_id, 1)
+    await _cut_short(UpstageOCRTrigger(request_id, conn_id, poll_interval=30), user=user)
+    ((level, message),) = trigger_lines(logged, request_id)
+    if user and HAS_TRIGGER_ON_KILL:
+        # Airflow 3.3: the user is told that killing the task did not stop (or un-bill) the work.
+        assert level == "warning"
+        assert "ended by a user's action" in message
+        assert "runs to completion and its pages are billed" in message
+    else:
+        # A triggerer stopping, or (Airflow 3.1/3.2, no on_kill) a user's action it cannot tell apart.
+        assert level == "info"
+        assert "keeps running at Upstage" in message
+        assert ("or a user's action" in message) == (not HAS_TRIGGER_ON_KILL)
+
+
+async def test_a_wait_that_got_its_answer_says_nothing_on_cleanup(
+    emulator: EmulatorServer, connect: Callable[..., str], logged: list[dict[str, Any]]
+) -> None:
+    conn_id = connect(emulator.url)
+    request_id = submit(emulator, conn_id, 1)
+    trigger = UpstageOCRTrigger(request_id, conn_id, poll_interval=0.05, deadline=time.time() + 60)
+    (event,) = await events(trigger)
+    await trigger.cleanup()
+    assert event.payload["status"] == "success"
+    assert not [m for _, m in trigger_lines(logged, request_id) if "keeps running" in m]

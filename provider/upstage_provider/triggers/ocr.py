@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from upstage_provider.compat import AirflowNotFoundException
+from upstage_provider.compat import HAS_TRIGGER_ON_KILL, AirflowNotFoundException
 from upstage_provider.events import EventStatus, OCREvent
 from upstage_provider.exceptions import UpstageConnectionError, UpstageError
 from upstage_provider.hooks.upstage import UpstageOCRHook
@@ -108,6 +108,8 @@ class UpstageOCRTrigger(BaseTrigger):
         self.adaptive_polling = bool(adaptive_polling)
         self.started_at = time.time() if started_at is None else float(started_at)
         check_intervals(self.poll_interval, self.max_poll_interval)  # at deferral, not in the triggerer
+        self._answered = False  # the wait produced its event
+        self._killed = False  # on_kill ran: a user ended the wait
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -132,7 +134,34 @@ class UpstageOCRTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield TriggerEvent(await self._wait(UpstageOCRHook(self.conn_id)))
+        event = await self._wait(UpstageOCRHook(self.conn_id))
+        self._answered = True
+        yield TriggerEvent(event)
+
+    async def on_kill(self) -> None:
+        """A user ended the wait (mark failed or success, clear): Airflow 3.3+ calls this, never on
+        a triggerer restart. The API has no cancel call, so the request runs on and is billed; the
+        task log says so rather than leaving the user to think the work stopped."""
+        self._killed = True
+        self.log.warning(
+            "Upstage request %s: the wait was ended by a user's action on the task. The API cannot "
+            "cancel a request, so it runs to completion and its pages are billed; a cleared sensor "
+            "waits for this same request again, with no new charge.",
+            self.request_id,
+        )
+
+    async def cleanup(self) -> None:
+        """Every exit. One that came before the request's answer and not through :meth:`on_kill`
+        is a triggerer stopping or moving the trigger, or, on Airflow 3.1/3.2 (no ``on_kill``), a
+        user's action too: it cannot say which, only that the request goes on."""
+        if not (self._answered or self._killed):
+            self.log.info(
+                "Upstage request %s: stopped waiting before the request finished (the triggerer "
+                "stopping or handing the trigger on%s). The request keeps running at Upstage; the "
+                "next wait for it (a resumed trigger or a cleared sensor) picks it up.",
+                self.request_id,
+                "" if HAS_TRIGGER_ON_KILL else ", or a user's action on the task",
+            )
 
     async def _wait(self, hook: UpstageOCRHook) -> OCREvent:
         last_progress = ""
