@@ -36,9 +36,9 @@ test-fast: install
 	$(PY) -m ruff check provider tests
 	$(PY) -m pytest -q $(FAST_TESTS)
 
-# Every supported Airflow minor and Python (docs/compatibility.md): a venv each under
-# .venv-compat/, the fast set on each, plus the dag.test() tests on Airflow 3.1 and 3.2.
-# `make test-compat COMPAT="af3.1 py3.13"` runs only those entries.
+# The older Airflow minors on the other Pythons (scripts/compat.sh, docs/compatibility.md): Airflow
+# 3.1 on Python 3.10 and 3.2 on Python 3.13, a venv each under .venv-compat/, the fast set and the
+# dag.test() tests on each. `make test-compat COMPAT=af3.1` runs one entry.
 test-compat: $(PY)
 	FAST_TESTS="$(FAST_TESTS)" UV=$(UV) bash scripts/compat.sh $(COMPAT)
 

@@ -102,3 +102,20 @@ def parse_dag(path: str | Path, dag_id: str) -> Any:
     dag = DagBag(dag_folder=str(path)).get_dag(dag_id)
     assert dag is not None, f"{dag_id} not found in {path}"
     return dag
+
+
+def fresh_airflow_env(home: Path, **settings: str) -> dict[str, str]:
+    """The environment for Airflow processes of their own (the CLI, an api-server) on a new
+    ``AIRFLOW_HOME`` with SQLite: none of the suite's ``AIRFLOW*``/``UPSTAGE*`` settings, no
+    example DAGs, connection tests enabled; ``settings`` adds or overrides."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "UPSTAGE"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__TEST_CONNECTION="Enabled",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+    )
+    env.update(settings)
+    return env

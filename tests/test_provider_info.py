@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import trove_classifiers
 from packaging.version import Version
 
 try:
@@ -162,3 +163,41 @@ def test_the_ui_gets_the_whole_connection_form_on_this_airflow_version() -> None
         assert extra[name]["schema"]["title"] == field["label"], name
         default, served = field["schema"].get("default"), extra[name]["value"]
         assert served is None if default is None else float(served) == default, name
+
+
+def _compat_matrix() -> list[tuple[str, str, str]]:
+    """(entry, Python, Airflow requirement) of each line of scripts/compat.sh's MATRIX."""
+    text = (REPO / "scripts" / "compat.sh").read_text()
+    found = re.findall(r'^\s*"([\w.]+)\|(3\.\d+)\|apache-airflow==(3\.\d+)\.\*[^|]*\|', text, re.M)
+    assert len(found) >= 2, "scripts/compat.sh's MATRIX not found"
+    return found
+
+
+def test_the_classifiers_are_pypi_s_and_name_each_tested_python() -> None:
+    """PyPI refuses an upload with an unknown classifier, and a Python classifier is a claim: each
+    names a Python the CI tests (3.11 by make test, the others by make test-compat), no more."""
+    project = _pyproject()["project"]
+    classifiers = project["classifiers"]
+    unknown = sorted(set(classifiers) - set(trove_classifiers.classifiers))
+    assert not unknown, f"not PyPI classifiers: {unknown}"
+    tested = {"3.11"} | {python for _, python, _ in _compat_matrix()}
+    prefix = "Programming Language :: Python :: 3."
+    claimed = {c.removeprefix(prefix[:-2]) for c in classifiers if c.startswith(prefix)}
+    assert claimed == tested
+    lowest = min(tested, key=Version)
+    assert project["requires-python"] == f">={lowest}"
+
+
+def test_the_readme_table_lists_each_tested_airflow_and_python() -> None:
+    """The README's "Supported versions" table names every matrix entry and the oldest Airflow minor
+    is the dependency's lower bound."""
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Supported versions") :]
+    table = table[: table.index("\n## ")]
+    for entry, python, airflow in _compat_matrix():
+        (row,) = [line for line in table.splitlines() if line.startswith(f"| `{entry}`")]
+        assert f"Airflow {airflow}." in row, row
+        assert f"Python {python}" in row, row
+    minors = {airflow for _, _, airflow in _compat_matrix()}
+    requirement = next(d for d in _pyproject()["project"]["dependencies"] if d.startswith("apache-airflow"))
+    assert requirement == f"apache-airflow>={min(minors, key=Version)}.0"

@@ -31,6 +31,10 @@ from upstage_provider.parquet import PAGES_SCHEMA, WORDS_SCHEMA
 Events = Callable[[], list[dict[str, Any]]]
 DAG_FILE = "upstage_lineage_dags.py"
 
+#: START events of a deferrable task: one per run of it, so 2 when it deferred and resumed, 1 when
+#: the request was done at its first look (on a slow machine, or Airflow 3.1's slower dag.test()).
+DEFERRABLE_STARTS = (1, 2)
+
 
 def _clear_openlineage_conf() -> None:
     """The provider caches every ``[openlineage]`` option for the process."""
@@ -214,12 +218,12 @@ def test_every_task_emits_its_document_files_and_request(
 
     # The sensor (deferred, resumed) and the one-task operator (deferred, resumed; and sync).
     for task_id, document, starts in (
-        ("wait_and_land", paths["async"], 2),
-        ("ocr_async", paths["one_task"], 2),
-        ("ocr_sync", paths["sync"], 1),
+        ("wait_and_land", paths["async"], DEFERRABLE_STARTS),
+        ("ocr_async", paths["one_task"], DEFERRABLE_STARTS),
+        ("ocr_sync", paths["sync"], (1,)),
     ):
         emitted = task_events(events, dag_id, task_id)
-        assert len(emitted.get("START", [])) == starts, (task_id, sorted(emitted))  # 2: deferred, resumed
+        assert len(emitted.get("START", [])) in starts, (task_id, sorted(emitted))
         assert "FAIL" not in emitted
         complete = only(emitted, "COMPLETE")
         summary = returned(run, task_id)
@@ -266,7 +270,7 @@ def test_failed_tasks_emit_the_error_with_their_document_and_request(
         assert request in facets["errorMessage"]["message"]
         assert names(failed["inputs"]) == [dataset(document)]
         assert failed["outputs"] == []
-        assert len(emitted["START"]) == 2, task_id  # deferred, resumed, failed
+        assert len(emitted["START"]) in DEFERRABLE_STARTS, task_id
 
     # A document refused before any API call: the document and the reason, no request.
     failed = only(task_events(events, dag_id, "bad_document"), "FAIL")

@@ -297,6 +297,15 @@ def test_a_rerun_while_the_api_is_busy_submits_nothing_and_one_after_a_404_submi
     assert first.state == "success"
     assert emulator.stats()["submissions"] == 2
     before = assert_each_document_landed_as_itself(lake, docs)
+    if not HAS_TASK_STATE_STORE:
+        # Airflow 3.1/3.2: the ledger's Variables went when the documents landed, so a cleared
+        # rerun of a landed run submits (and pays) again: the documented fallback
+        # (docs/compatibility.md). The cases below need the 3.3 store's retention.
+        again = rerun(dag, first.run_id, first.logical_date)
+        assert again.state == "success"
+        assert emulator.stats()["submissions"] == 4
+        assert variables() == 0
+        return
 
     busy = proxy.add(Rule("answer", "GET", STATUS, times=1_000, status=503))
     again = rerun(dag, first.run_id, first.logical_date)
@@ -354,4 +363,6 @@ def test_a_rerun_with_another_model_is_a_new_submission(
     assert emulator.stats()["submissions"] == 2
     assert landed(lake)[str(docs[0])]["models"] == {"ocr-250904"}
     again = rerun(pinned, first.run_id, first.logical_date)
-    assert emulator.stats()["submissions"] == 2
+    # Reattached to the pinned model's request on 3.3; on 3.1/3.2 its Variable went when the
+    # document landed, so the rerun submits again (docs/compatibility.md).
+    assert emulator.stats()["submissions"] == (2 if HAS_TASK_STATE_STORE else 3)

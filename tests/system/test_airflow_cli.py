@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.airflow_runs import fresh_airflow_env
 from tests.emulator_fixtures import API_KEY
 from upstage_provider.emulator.server import EmulatorServer
 
@@ -19,13 +19,7 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("airflow-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "UPSTAGE"))}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__TEST_CONNECTION="Enabled",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-    )
+    env = fresh_airflow_env(home)
     run(["db", "migrate"], env)
     return env
 

@@ -26,6 +26,7 @@ import pytest
 import requests
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
+from tests.airflow_runs import fresh_airflow_env
 from tests.emulator_fixtures import API_KEY
 from upstage_provider.emulator.server import EmulatorServer
 from upstage_provider.get_provider_info import PORT_LABEL
@@ -57,14 +58,10 @@ def _free_port() -> int:
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated AIRFLOW_HOME and ``airflow api-server`` on a free loopback port; its base URL."""
     home = tmp_path_factory.mktemp("ui-airflow-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "UPSTAGE"))}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__TEST_CONNECTION="Enabled",
+    env = fresh_airflow_env(
+        home,
         AIRFLOW__CORE__AUTH_MANAGER=SIMPLE_AUTH_MANAGER,
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
     )
     migrate = subprocess.run(
         [AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300, check=False
