@@ -43,25 +43,31 @@ interpreter() {  # the newest pyenv build of Python $1, else python$1 on PATH
   if [ -n "$found" ]; then echo "$found"; else command -v "python$1" || { echo "no Python $1" >&2; return 1; }; fi
 }
 
-run_entry() {  # name python requirement what
-  local name=$1 version=$2 requirement=$3 what=$4 venv="$VENVS/$1" py start installed tests rc=0
+install_entry() {  # name python requirement: the entry's venv, with its install time in a file
+  local name=$1 version=$2 requirement=$3 venv="$VENVS/$1" py start
   start=$(date +%s)
-  # Called in an `||` list, so errexit is off in here: every step checks its own status.
   py=$(interpreter "$version") || return 1
-  echo "== compat $name: $requirement on Python $("$py" -c 'import platform; print(platform.python_version())') =="
   if [ ! -x "$venv/bin/python" ]; then "$UV" venv -q --python "$py" "$venv" || return 1; fi
   read -r -a requirements <<< "$requirement"
-  "$UV" pip install -q --python "$venv/bin/python" --compile-bytecode -e '.[test]' "${requirements[@]}" || {
-    RESULTS+=("$name: install failed"); return 1; }
-  installed=$(( $(date +%s) - start ))
+  "$UV" pip install -q --python "$venv/bin/python" --compile-bytecode -e '.[test]' "${requirements[@]}" || return 1
+  echo $(( $(date +%s) - start )) > "$venv.install-seconds"
+}
+
+run_entry() {  # name python requirement what install-status
+  local name=$1 version=$2 requirement=$3 what=$4 venv="$VENVS/$1" start installed tests rc=0
+  # Called in an `||` list, so errexit is off in here: every step checks its own status.
+  [ "$5" -eq 0 ] || { RESULTS+=("$name: install failed (see above)"); return 1; }
+  installed=$(cat "$venv.install-seconds")
+  echo "== compat $name: $requirement on Python $("$venv/bin/python" -c 'import platform; print(platform.python_version())') =="
+  start=$(date +%s)
   tests=("${FAST[@]}")
   if [ "$what" = "fast+dags" ]; then tests+=("${DAG_TESTS[@]}"); fi
   "$venv/bin/python" -m pytest -q -p no:cacheprovider "${tests[@]}" || rc=$?
-  local took=$(( $(date +%s) - start - installed )) airflow status=ok
+  local took=$(( $(date +%s) - start )) airflow status=ok
   airflow=$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("apache-airflow"))')
   [ $rc -eq 0 ] || status="FAILED (pytest exit $rc)"
   RESULTS+=("$(printf '%-7s %-22s -> Airflow %-6s %-9s install %4d s, tests %4d s: %s' \
-    "$name" "${requirements[0]}" "$airflow" "$what" "$installed" "$took" "$status")")
+    "$name" "${requirement%% *}" "$airflow" "$what" "$installed" "$took" "$status")")
   return $rc
 }
 
@@ -69,10 +75,29 @@ selected=("$@")
 RESULTS=()
 failed=0
 all=$(date +%s)
+mkdir -p "$VENVS"
+# The next entry's venv installs (network and disk, little CPU) while this entry's tests run; one
+# install at a time, as two editable builds of the same tree at once could race on its egg-info.
+chosen=()
 for entry in "${MATRIX[@]}"; do
   IFS='|' read -r name version requirement what <<< "$entry"
   if [ ${#selected[@]} -gt 0 ] && [[ ! " ${selected[*]} " == *" $name "* ]]; then continue; fi
-  run_entry "$name" "$version" "$requirement" "$what" || failed=1
+  chosen+=("$entry")
+done
+start_install() {  # the index of the entry in chosen
+  local name version requirement what
+  IFS='|' read -r name version requirement what <<< "${chosen[$1]}"
+  install_entry "$name" "$version" "$requirement" &
+  installer=$!
+}
+[ ${#chosen[@]} -gt 0 ] || { echo "compat: no entry named ${selected[*]}" >&2; exit 2; }
+start_install 0
+for k in "${!chosen[@]}"; do
+  IFS='|' read -r name version requirement what <<< "${chosen[$k]}"
+  this=$installer
+  wait "$this" && status=0 || status=$?
+  if [ $(( k + 1 )) -lt ${#chosen[@]} ]; then start_install $(( k + 1 )); fi
+  run_entry "$name" "$version" "$requirement" "$what" "$status" || failed=1
 done
 echo "== compat summary ($(( $(date +%s) - all )) s in all) =="
 printf '%s\n' "${RESULTS[@]}"
