@@ -10,6 +10,7 @@ loop run them on that run, instead of a fresh one.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -56,9 +57,11 @@ def rerun(dag: Any, run_id: str, logical_date: Any, run_after: Any = None) -> An
         return dag.test(logical_date=logical_date, run_after=run_after or logical_date)
 
 
+#: The installed Airflow's release, read from the distribution rather than from the provider's
+#: compat module, so tests check the provider's choices instead of repeating them.
+AIRFLOW_CORE = Version(Version(version("apache-airflow-core")).base_version)
 #: Airflow 3.3 gave tasks the task state store; on 3.1 and 3.2 the ledger lives in Variables.
-#: Read from the installed distribution, not from the provider, so tests check the provider's choice.
-HAS_TASK_STATE_STORE = Version(Version(version("apache-airflow-core")).base_version) >= Version("3.3")
+HAS_TASK_STATE_STORE = Version("3.3") <= AIRFLOW_CORE
 
 
 @pytest.fixture(params=["task_state_store", "variables"] if HAS_TASK_STATE_STORE else ["variables"])
@@ -108,8 +111,6 @@ def fresh_airflow_env(home: Path, **settings: str) -> dict[str, str]:
     """The environment for Airflow processes of their own (the CLI, an api-server) on a new
     ``AIRFLOW_HOME`` with SQLite: none of the suite's ``AIRFLOW*``/``UPSTAGE*`` settings, no
     example DAGs, connection tests enabled; ``settings`` adds or overrides."""
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "UPSTAGE"))}
     env.update(
         AIRFLOW_HOME=str(home),

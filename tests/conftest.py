@@ -36,17 +36,6 @@ SAMPLES_DIR = REPO_ROOT.parent / "shared" / "upstage-samples"
 SAMPLE_NAMES = ("check_box.png", "dpi_150.jpg", "multi_page.pdf", "water_mark.jpg")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # On Airflow 3.1 the standard provider imports Airflow 3.1's own deprecated paths through the
-    # common.compat provider's shim (airflow.operators.branch, ...) the first time anything loads
-    # the ORM models, e.g. the environment secrets backend building a Connection. Turned into an
-    # error by the suite's filters, the backend swallows it and every connection lookup says "isn't
-    # defined". The warning is Airflow's own, attributed to the shim, never to this provider's code.
-    config.addinivalue_line(
-        "filterwarnings", "ignore::FutureWarning:airflow.providers.common.compat._compat_utils"
-    )
-
-
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     if not SAMPLES_DIR.is_dir():

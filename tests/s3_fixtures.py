@@ -46,7 +46,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[str]:
     """The endpoint URL of a moto S3 server for the session."""
-    pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
     from moto.server import ThreadedMotoServer
 
     port = _free_port()

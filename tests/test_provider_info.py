@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ except ModuleNotFoundError:  # Python 3.10: pytest's own TOML parser
     import tomli as tomllib  # type: ignore[no-redef]
 
 import upstage_provider
+from tests.airflow_runs import AIRFLOW_CORE
 from upstage_provider.get_provider_info import DEFAULT_BASE_URL, PORT_LABEL, get_provider_info
 from upstage_provider.hooks import upstage as hook_module
 
@@ -144,7 +144,7 @@ def test_the_ui_gets_the_whole_connection_form_on_this_airflow_version() -> None
     )
     assert done.returncode == 0, done.stderr[-2000:]
     probe = json.loads(done.stdout.strip().splitlines()[-1])
-    old = Version(Version(version("apache-airflow-core")).base_version) < Version("3.2")
+    old = Version("3.2") > AIRFLOW_CORE
     assert probe["hook_methods"] == (["get_connection_form_widgets", "get_ui_field_behaviour"] if old else [])
     form = probe["form"]
     (conn,) = get_provider_info()["connection-types"]

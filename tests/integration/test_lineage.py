@@ -291,7 +291,6 @@ def test_the_table_operator_emits_the_landed_files_in_and_the_tables_out(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pytest.importorskip("pyiceberg")
     server = make_emulator(faults=FaultConfig(latency_per_page=0.2))
     lineage_env(server)
     catalog_uri = f"sqlite:///{tmp_path}/catalog.db"
