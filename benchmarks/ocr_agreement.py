@@ -8,6 +8,12 @@ one-to-one, best IoU first. The score is found/total, plus the mean IoU of the f
     python benchmarks/ocr_agreement.py                      # the four samples in ../shared/upstage-samples
     python benchmarks/ocr_agreement.py --doc scan.jpg --ref scan.ocr.json [--doc ... --ref ...]
     python benchmarks/ocr_agreement.py --url http://127.0.0.1:8000 --api-key KEY   # a running emulator
+    python benchmarks/ocr_agreement.py --turn 30 --turn -12         # the samples photographed askew
+
+``--turn DEG`` turns each document's pages counter-clockwise by DEG degrees onto a grey
+background, as a photo taken askew would be, and turns the reference's word quads with them: the
+real Upstage words stay the yardstick for text at an angle (PDF pages are rendered at the
+reference's pixel size first and sent as a TIFF).
 
 ``score(reference, candidate)`` works on any two API-shaped JSON responses (the recorded
 camelCase shape, or the snake_case variant with normalized vertices), so tests and other tools
@@ -174,11 +180,11 @@ class Run:
     seconds: float
 
 
-def run_engine(engine: Any, path: Path) -> Run:
-    """OCR a document with the engine and shape it as the app does."""
+def run_engine(engine: Any, path: Path, data: bytes | None = None) -> Run:
+    """OCR a document (``path``'s bytes, or ``data`` named as ``path``) and shape it as the app does."""
     from upstage_provider.emulator.responses import build_ocr_response
 
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
     started = time.perf_counter()
     document = engine.open(data, path.name)
     try:
@@ -229,6 +235,68 @@ def warm_up(engine: Any) -> None:
         document.close()
 
 
+# --- documents at an angle ------------------------------------------------------------------
+
+#: What shows around a turned page: a desk's grey, darker than paper.
+BACKGROUND = 96
+
+
+def _page_images(path: Path, reference: dict[str, Any]) -> list[Any]:
+    """The document's pages as greyscale images at the reference's pixel sizes."""
+    from PIL import Image
+
+    if path.suffix.lower() != ".pdf":
+        with Image.open(path) as image:
+            return [image.convert("L")]
+    import pypdfium2
+
+    pdf = pypdfium2.PdfDocument(path.read_bytes())
+    try:
+        images = []
+        for index, ((width, height), _) in enumerate(page_words(reference)):
+            page = pdf[index]
+            image = page.render(scale=width / page.get_width()).to_pil().convert("L")
+            images.append(image.resize((width, height)) if image.size != (width, height) else image)
+        return images
+    finally:
+        pdf.close()
+
+
+def turned(path: Path, reference: dict[str, Any], degrees: float) -> tuple[str, bytes, dict[str, Any]]:
+    """The document turned counter-clockwise by ``degrees`` (a name, its bytes) and its reference with it."""
+    import copy
+    import io
+    import math
+
+    images = _page_images(path, reference)
+    out = copy.deepcopy(reference)
+    theta = math.radians(degrees)
+    cos, sin = math.cos(theta), math.sin(theta)
+    pages = sorted(out.get("pages") or [], key=lambda p: p.get("id", 0))
+    sizes = {m.get("page"): m for m in (out.get("metadata") or {}).get("pages") or []}
+    frames = []
+    for index, (image, page) in enumerate(zip(images, pages, strict=False)):
+        frame = image.rotate(degrees, resample=3, expand=True, fillcolor=BACKGROUND)
+        cx, cy, tx, ty = image.width / 2, image.height / 2, frame.width / 2, frame.height / 2
+        for word in page.get("words") or []:
+            for vertex in (word.get("boundingBox") or {}).get("vertices") or []:
+                dx, dy = vertex["x"] - cx, vertex["y"] - cy
+                vertex["x"] = round(tx + cos * dx + sin * dy)
+                vertex["y"] = round(ty - sin * dx + cos * dy)
+        page["width"], page["height"] = frame.size
+        if index + 1 in sizes:
+            sizes[index + 1]["width"], sizes[index + 1]["height"] = frame.size
+        frames.append(frame)
+    buffer = io.BytesIO()
+    if len(frames) == 1:
+        frames[0].save(buffer, "PNG")
+        suffix = "png"
+    else:
+        frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_lzw")
+        suffix = "tiff"
+    return f"{path.stem}@{degrees:g}.{suffix}", buffer.getvalue(), out
+
+
 # --- the command line ----------------------------------------------------------------------
 
 
@@ -272,6 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", help="score a running emulator at this base URL instead of the engine")
     parser.add_argument("--api-key", default=os.environ.get("UPSTAGE_API_KEY", ""), help="key for --url")
     parser.add_argument("--languages", help="the engine's languages (default: its automatic choice)")
+    parser.add_argument(
+        "--turn",
+        action="append",
+        type=float,
+        default=[],
+        help="also score every document turned by this many degrees counter-clockwise (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument(
         "--fail-under", type=float, help="exit 1 when a document's found share is below this (0..1)"
@@ -294,8 +369,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = []
     for doc, ref in pairs:
+        reference = json.loads(ref.read_text())
         run = run_http(args.url, args.api_key, doc) if args.url else run_engine(engine, doc)
-        rows.append((doc.name, score(json.loads(ref.read_text()), run.response), run))
+        rows.append((doc.name, score(reference, run.response), run))
+        for degrees in args.turn:
+            name, data, turned_reference = turned(doc, reference, degrees)
+            if args.url:
+                raise SystemExit("--turn scores the engine, not a running emulator")
+            run = run_engine(engine, Path(name), data)
+            rows.append((name, score(turned_reference, run.response), run))
     print(_table(rows))
     total_pages = sum(run.pages for _, _, run in rows)
     total_seconds = sum(run.seconds for _, _, run in rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import math
 import shutil
 import struct
 import sys
@@ -33,6 +34,8 @@ from upstage_provider.emulator.engine import (
     UnreadableDocumentError,
     UnsupportedFormatError,
 )
+from upstage_provider.emulator.engine.skew import estimate_skew
+from upstage_provider.emulator.engine.tuning import SKEW_MIN_DEGREES
 from upstage_provider.emulator.responses import build_ocr_response
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -212,6 +215,78 @@ def test_turned_image_gives_turned_quads_in_its_own_frame(
             for (x, y), (ex, ey) in zip(word.vertices, expected, strict=True):
                 assert max(abs(x - ex), abs(y - ey)) <= 4, (word.text, word.vertices, expected)
     assert compared >= 3
+
+
+def _turn_point(
+    x: float, y: float, size: tuple[int, int], turned: tuple[int, int], degrees: float
+) -> tuple[float, float]:
+    """Where a point of an image of ``size`` lands when Pillow turns it by ``degrees`` (expand=True)."""
+    theta = math.radians(degrees)
+    dx, dy = x - size[0] / 2, y - size[1] / 2
+    return (
+        turned[0] / 2 + math.cos(theta) * dx + math.sin(theta) * dy,
+        turned[1] / 2 - math.sin(theta) * dx + math.cos(theta) * dy,
+    )
+
+
+@pytest.mark.parametrize("angle", [30, -30, 12, -5])
+def test_skewed_image_gives_quads_along_the_words(
+    engine: TesseractEngine, scan: Image.Image, upright_scan: EnginePage, angle: int
+) -> None:
+    photo = scan.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+    turned = engine.ocr(photo)
+    assert (turned.width, turned.height) == photo.size
+    assert {"windowpane,", "curious", "raindrops"} <= set(texts(turned))
+
+    # Every vertex is the upright word's vertex turned with the page: the quad leans with the
+    # word, and its first vertex is the word's own top-left. Words pair up by their text and
+    # how many times it came before (both readings go in the same order).
+    def keyed(page: EnginePage) -> dict[tuple[str, int], EngineWord]:
+        seen: dict[str, int] = {}
+        out = {}
+        for word in words(page):
+            seen[word.text] = seen.get(word.text, 0) + 1
+            out[(word.text, seen[word.text])] = word
+        return out
+
+    upright = keyed(upright_scan)
+    compared = 0
+    for key, word in keyed(turned).items():
+        if key in upright:
+            compared += 1
+            expected = [_turn_point(x, y, scan.size, photo.size, angle) for x, y in upright[key].vertices]
+            for (x, y), (ex, ey) in zip(word.vertices, expected, strict=True):
+                assert math.hypot(x - ex, y - ey) <= 5, (word.text, word.vertices, expected)
+    assert compared >= 10
+
+
+@pytest.mark.parametrize("angle", [30, -17])
+def test_sample_photographed_askew_agrees_with_upstage(
+    engine: TesseractEngine, samples_dir: Path, angle: int
+) -> None:
+    """dpi_150.jpg on a grey desk at an angle, scored against Upstage's words turned with it."""
+    reference = json.loads((samples_dir / "dpi_150.ocr.json").read_text())
+    name, data, turned_reference = agreement.turned(samples_dir / "dpi_150.jpg", reference, angle)
+    document = engine.open(data, name)
+    try:
+        pages = [document.page(i) for i in range(document.page_count)]
+    finally:
+        document.close()
+    result = agreement.score(turned_reference, build_ocr_response(pages, model_version="test"))
+    assert result.ratio >= MIN_FOUND["dpi_150.jpg"], f"found {result.found}/{result.total}"
+
+
+def test_skew_estimate(scan: Image.Image, samples_dir: Path) -> None:
+    for angle in (-40, -30, -3, 2, 8, 30, 44):
+        photo = scan.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+        assert estimate_skew(photo) == pytest.approx(-angle, abs=0.5), angle
+    # Nothing to straighten: a blank page, a page of noise, and the upright samples (the fast path).
+    assert estimate_skew(Image.new("L", (800, 600), 255)) == 0.0
+    noise = Image.effect_noise((800, 600), 64)
+    assert estimate_skew(noise) == 0.0
+    for name in ("dpi_150.jpg", "check_box.png", "water_mark.jpg"):
+        with Image.open(samples_dir / name) as image:
+            assert abs(estimate_skew(image.convert("L"))) < SKEW_MIN_DEGREES, name
 
 
 def test_blank_page_has_no_lines(engine: TesseractEngine) -> None:

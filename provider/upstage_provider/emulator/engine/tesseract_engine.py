@@ -32,6 +32,7 @@ from upstage_provider.emulator.engine.interface import (
 )
 from upstage_provider.emulator.engine.pdf import PdfDocument
 from upstage_provider.emulator.engine.raw import Box, RawLine, Reading
+from upstage_provider.emulator.engine.skew import estimate_skew
 from upstage_provider.emulator.engine.tesseract import TesseractPool
 from upstage_provider.emulator.engine.traineddata import Traineddata, default_tessdata, parse_languages
 from upstage_provider.emulator.engine.tuning import (
@@ -40,6 +41,7 @@ from upstage_provider.emulator.engine.tuning import (
     POOR_MEAN_CONFIDENCE,
     POOR_WORD_COUNT,
     RETRY_LINE_CONFIDENCE,
+    SKEW_MIN_DEGREES,
     TARGET_LONG_SIDE,
 )
 
@@ -112,11 +114,13 @@ class TesseractEngine:
         soffice: str | None = shutil.which("soffice"),
         tessdata: str | None = None,
         detect_orientation: bool = True,
+        correct_skew: bool = True,
     ) -> None:
         spec = (languages or os.environ.get(LANGUAGES_ENV) or _AUTO).strip()
         self.dpi = dpi
         self.soffice = soffice
         self.detect_orientation = detect_orientation
+        self.correct_skew = correct_skew
         self.conversion_timeout = office.DEFAULT_TIMEOUT
         automatic = spec.lower() == _AUTO
         wanted = ["eng", "kor"] if automatic else parse_languages(spec)
@@ -185,24 +189,30 @@ class TesseractEngine:
         gray = _to_gray(image)
         started = time.monotonic()
         scale = min(MAX_UPSCALE, max(1.0, TARGET_LONG_SIDE / max(width, height)))
-        upright = _rescale(gray, scale)
         dpi = round(self.dpi * scale)
-        rotation = 0
+        skew = estimate_skew(gray) if self.correct_skew else 0.0
+        if abs(skew) < SKEW_MIN_DEGREES:
+            skew = 0.0  # the fast path: upright scans are read as they are
+        level = _turn(gray, skew)
+        upright = _rescale(level, scale)
+        rotation, turned_size = skew, level.size
         lines = self._read(upright, dpi)
         if _is_poor(lines) and self.detect_orientation:
             turned = self._tesseract.orientation(upright, dpi)
             if turned:
-                rotated = _rescale(gray.rotate(turned, expand=True), scale)
+                quarter = _turn(level, turned)
+                rotated = _rescale(quarter, scale)
                 again = self._read(rotated, dpi)
                 if _evidence(again) > _evidence(lines):
-                    lines, upright, rotation = again, rotated, turned
+                    lines, upright = again, rotated
+                    rotation, turned_size = skew + turned, quarter.size
         lines = self._refine(upright, lines, dpi)
         if _is_poor(lines):
             # Tesseract's page layout can miss everything on busy pages; sparse text finds more.
             sparse = self._refine(upright, self._read(upright, dpi, sparse=True), dpi)
             if _evidence(sparse) > _evidence(lines):
                 lines = sparse
-        frame = Frame(width, height, rotation, scale)
+        frame = Frame(width, height, rotation, scale, turned_size)
         page = EnginePage(
             width,
             height,
@@ -212,7 +222,7 @@ class TesseractEngine:
             ),
         )
         log.debug(
-            "OCR %dx%d (x%.2f, rotated %d): %d words in %.2f s",
+            "OCR %dx%d (x%.2f, turned %.1f°): %d words in %.2f s",
             width,
             height,
             scale,
@@ -266,6 +276,13 @@ def _to_gray(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16"):
         image = image.convert("I").point(lambda v: v * (1 / 256))
     return image if image.mode == "L" else image.convert("L")
+
+
+def _turn(image: Image.Image, degrees: float) -> Image.Image:
+    """``image`` turned counter-clockwise, grown to hold all of it, new corners white."""
+    if not degrees:
+        return image
+    return image.rotate(degrees, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
 
 
 def _rescale(image: Image.Image, scale: float) -> Image.Image:
