@@ -10,7 +10,7 @@ pixels (as Upstage's boxes are). Photographed documents' vertices go through the
 as their pixels, so a turned word has a turned quad. The engine is then scored against that truth
 with ``ocr_agreement``'s code path (engine -> ``build_ocr_response`` JSON -> ``score``).
 
-    python benchmarks/ocr_synthetic.py                        # every kind, 2 documents each
+    python benchmarks/ocr_synthetic.py                        # every kind, 3 documents each (about a minute)
     python benchmarks/ocr_synthetic.py --kinds table,receipt_photo --count 4 --seed 7
     python benchmarks/ocr_synthetic.py --save /tmp/synthetic --generate-only   # just look at them
 
@@ -742,7 +742,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--kinds", default=",".join(DEFAULT_KINDS), help=f"comma-separated, of {', '.join(KINDS)}"
     )
-    parser.add_argument("--count", type=int, default=2, help="documents per kind")
+    parser.add_argument("--count", type=int, default=3, help="documents per kind")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--save", help="write each document, its truth (.ocr.json) and the engine's answer here"
