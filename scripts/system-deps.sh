@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the emulator can use: LibreOffice renders office formats
-# (DOCX, PPTX, XLSX, HWP), tesseract-ocr-kor adds Korean OCR and PostgreSQL serves the Iceberg
-# SQL-catalog tests, and Chromium runs the UI test of the connection form (tests/ui, through
+# (DOCX, PPTX, XLSX, HWP), tesseract-ocr-kor adds Korean OCR, the Nanum and Noto CJK fonts draw the
+# synthetic documents of benchmarks/ocr_synthetic.py, PostgreSQL serves the Iceberg SQL-catalog
+# tests, and Chromium runs the UI test of the connection form (tests/ui, through
 # Playwright, which never downloads a browser of its own). Only as root with apt-get;
 # otherwise it says what to install and the suite uses what is there.
 set -euo pipefail
 need=()
 command -v soffice >/dev/null 2>&1 || need+=(libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui)
 ls /usr/share/tesseract-ocr/*/tessdata/kor.traineddata >/dev/null 2>&1 || need+=(tesseract-ocr-kor)
+[ -f /usr/share/fonts/truetype/nanum/NanumGothic.ttf ] || need+=(fonts-nanum)
+[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need+=(fonts-noto-cjk)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
