@@ -34,8 +34,10 @@ from upstage_provider.emulator.engine import (
     UnreadableDocumentError,
     UnsupportedFormatError,
 )
+from upstage_provider.emulator.engine.hangul import join_gap
+from upstage_provider.emulator.engine.light import flatten
 from upstage_provider.emulator.engine.skew import estimate_skew
-from upstage_provider.emulator.engine.tuning import SKEW_MIN_DEGREES
+from upstage_provider.emulator.engine.tuning import HANGUL_JOIN_GAP, SKEW_MIN_DEGREES
 from upstage_provider.emulator.responses import build_ocr_response
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -287,6 +289,44 @@ def test_skew_estimate(scan: Image.Image, samples_dir: Path) -> None:
     for name in ("dpi_150.jpg", "check_box.png", "water_mark.jpg"):
         with Image.open(samples_dir / name) as image:
             assert abs(estimate_skew(image.convert("L"))) < SKEW_MIN_DEGREES, name
+
+
+def _shaded_photo(scan: Image.Image) -> Image.Image:
+    """The scan on a dark desk, lit from one side: grey print on paper that fades to shadow."""
+    import numpy as np
+
+    page = np.asarray(scan, dtype=np.float32)
+    light = np.linspace(1.0, 0.35, page.shape[1], dtype=np.float32)[None, :]
+    print_grey = 140 + page * (115 / 255)  # thermal print: ink at 140, not black
+    desk = np.full((page.shape[0] + 200, page.shape[1] + 200), 60, dtype=np.float32)
+    desk[100:-100, 100:-100] = print_grey * light
+    return Image.fromarray(desk.astype(np.uint8), "L")
+
+
+def test_uneven_light_is_evened_and_read(engine: TesseractEngine, scan: Image.Image) -> None:
+    assert flatten(scan) is None  # an even scan takes the fast path
+    photo = _shaded_photo(scan)
+    even = flatten(photo)
+    assert even is not None
+    import numpy as np
+
+    pixels = np.asarray(even)
+    assert pixels[:50, :50].min() == 255  # the desk is gone
+    ink = np.asarray(scan) < 100
+    assert np.median(pixels[100:-100, 100:-100][ink]) < 100  # print is dark, even in the shadow
+    assert np.median(pixels[100:-100, 100:-100][~ink]) > 200
+    expected = set(texts(engine.ocr(scan)))
+    found = len(expected & set(texts(engine.ocr(photo))))
+    assert found >= 0.8 * len(expected), (found, len(expected))
+
+
+def test_hangul_join_gap_follows_the_line() -> None:
+    # Syllable gaps and word gaps in two clear groups: the cut falls between them.
+    assert join_gap([0.05, 0.1, 0.12, 0.45, 0.5]) == pytest.approx((0.12 + 0.45) / 2)
+    # Too few gaps, or no clear jump in range: the default.
+    assert join_gap([0.1, 0.6]) == HANGUL_JOIN_GAP
+    assert join_gap([0.1, 0.12, 0.14, 0.16]) == HANGUL_JOIN_GAP
+    assert join_gap([0.6, 0.62, 0.64, 1.2]) == HANGUL_JOIN_GAP  # the jumps fall out of range
 
 
 def test_blank_page_has_no_lines(engine: TesseractEngine) -> None:

@@ -20,7 +20,7 @@ from upstage_provider.documents import DocumentFormat
 from upstage_provider.emulator import office
 from upstage_provider.emulator.engine.formats import HEIF_ERROR, check_pixels, sniff_format
 from upstage_provider.emulator.engine.geometry import Frame
-from upstage_provider.emulator.engine.hangul import join_hangul
+from upstage_provider.emulator.engine.hangul import is_hangul, join_hangul
 from upstage_provider.emulator.engine.images import ImageDocument
 from upstage_provider.emulator.engine.interface import (
     EngineDocument,
@@ -30,6 +30,7 @@ from upstage_provider.emulator.engine.interface import (
     UnreadableDocumentError,
     UnsupportedFormatError,
 )
+from upstage_provider.emulator.engine.light import flatten
 from upstage_provider.emulator.engine.pdf import PdfDocument
 from upstage_provider.emulator.engine.raw import Box, RawLine, Reading
 from upstage_provider.emulator.engine.skew import estimate_skew
@@ -115,12 +116,14 @@ class TesseractEngine:
         tessdata: str | None = None,
         detect_orientation: bool = True,
         correct_skew: bool = True,
+        even_light: bool = True,
     ) -> None:
         spec = (languages or os.environ.get(LANGUAGES_ENV) or _AUTO).strip()
         self.dpi = dpi
         self.soffice = soffice
         self.detect_orientation = detect_orientation
         self.correct_skew = correct_skew
+        self.even_light = even_light
         self.conversion_timeout = office.DEFAULT_TIMEOUT
         automatic = spec.lower() == _AUTO
         wanted = ["eng", "kor"] if automatic else parse_languages(spec)
@@ -195,8 +198,17 @@ class TesseractEngine:
             skew = 0.0  # the fast path: upright scans are read as they are
         level = _turn(gray, skew)
         upright = _rescale(level, scale)
-        rotation, turned_size = skew, level.size
         lines = self._read(upright, dpi)
+        flat = flatten(gray) if self.even_light else None
+        if flat is not None:
+            # A photo's evened page mostly reads better, but not always (screenshots, pictures):
+            # the pages that need it are read both ways, and the better reading is kept.
+            even_level = _turn(flat, skew)
+            even_upright = _rescale(even_level, scale)
+            even_lines = self._read(even_upright, dpi)
+            if _evidence(even_lines) > _evidence(lines):
+                lines, level, upright = even_lines, even_level, even_upright
+        rotation, turned_size = skew, level.size
         if _is_poor(lines) and self.detect_orientation:
             turned = self._tesseract.orientation(upright, dpi)
             if turned:
@@ -207,6 +219,12 @@ class TesseractEngine:
                     lines, upright = again, rotated
                     rotation, turned_size = skew + turned, quarter.size
         lines = self._refine(upright, lines, dpi)
+        if self.retry_languages and any(is_hangul(c) for line in lines for w in line for c in w.text):
+            # Korean on the page: English reads some Hangul as confident Latin that no line retry
+            # catches, so the whole page is read with Korean too and the surer reading kept.
+            korean = [join_hangul(line) for line in self._read(upright, dpi, languages=self.retry_languages)]
+            if _evidence(korean) > _evidence(lines):
+                lines = korean
         if _is_poor(lines):
             # Tesseract's page layout can miss everything on busy pages; sparse text finds more.
             sparse = self._refine(upright, self._read(upright, dpi, sparse=True), dpi)
@@ -232,15 +250,18 @@ class TesseractEngine:
         )
         return page
 
-    def _read(self, image: Image.Image, dpi: int, *, sparse: bool = False) -> list[RawLine]:
-        """One pass with the main languages, picture regions re-read as sparse text."""
-        reading = self._tesseract.read(image, self.languages, sparse=sparse, dpi=dpi)
+    def _read(
+        self, image: Image.Image, dpi: int, *, sparse: bool = False, languages: str | None = None
+    ) -> list[RawLine]:
+        """One pass with the main languages (or ``languages``), picture regions re-read as sparse text."""
+        languages = languages or self.languages
+        reading = self._tesseract.read(image, languages, sparse=sparse, dpi=dpi)
         lines: list[RawLine] = []
         for item in reading:
             if isinstance(item, list):
                 lines.append(item)
             elif _is_big_region(item, image):
-                found = self._tesseract.read_region(image, item, self.languages, dpi)
+                found = self._tesseract.read_region(image, item, languages, dpi)
                 lines.extend(_without_overlaps(found, reading))
         return lines
 

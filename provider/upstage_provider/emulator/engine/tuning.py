@@ -11,6 +11,10 @@ HANGUL_BOX_PADDING = 1.0
 # Tesseract's Korean model often splits Hangul words into syllables. Neighbours closer than
 # this fraction of the line height are one word (word spaces in Hangul run ~0.5-0.7 of it).
 HANGUL_JOIN_GAP = 0.4
+# Lines with enough gaps are cut at their own largest jump between gap sizes, when it is at
+# least HANGUL_MIN_JUMP line heights and falls in this range.
+HANGUL_JOIN_RANGE = (0.25, 0.55)
+HANGUL_MIN_JUMP = 0.1
 # A page read this badly gets a second look: orientation check, sparse-text layout.
 POOR_MEAN_CONFIDENCE = 0.6
 POOR_WORD_COUNT = 3
@@ -34,3 +38,12 @@ SKEW_FINE_STEP = 0.2
 SKEW_MIN_GAIN = 1.15
 SKEW_MIN_PEAK = 3.0
 SKEW_MIN_DEGREES = 1.5
+# Light: the background is estimated at this long side; a page whose background spans this many
+# grey levels (5th to 95th percentile) is evened out before reading (scans span a few levels).
+LIGHT_SIDE = 600
+LIGHT_CHECK_SIDE = 300  # the first, cheap look at whether a page needs it
+LIGHT_MIN_SPREAD = 40
+# Where the background is darker than this share of the brightest paper, it is not paper (a
+# desk, a hand): it turns white. The print's darkest percentile becomes black.
+LIGHT_OFF_PAPER = 0.6
+LIGHT_INK_PERCENTILE = 0.5
