@@ -62,7 +62,7 @@ bench: install system-deps
 	$(PY) benchmarks/run.py
 
 ocr-agreement: install
-	$(PY) benchmarks/ocr_agreement.py
+	$(PY) benchmarks/ocr_agreement.py --turn 30 --turn -12
 
 # The OCR on seeded synthetic documents the samples lack (receipt photos, angled receipts, ruled
 # tables, 75-DPI scans, Korean pages), scored against the words drawn; SYNTHETIC_ARGS="--count 5

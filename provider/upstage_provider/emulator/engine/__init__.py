@@ -3,9 +3,10 @@
 The API app turns these pages into Upstage-shaped JSON; this package only reads documents. It
 imitates what the real service does closely enough for the provider's tests and demos to see
 realistic words, boxes and confidences (see ``benchmarks/ocr_agreement.py`` and
-``docs/emulator.md`` for how close): images are OCRed with Tesseract (``tesserocr``), PDF pages
-with a real text layer give their words directly and other pages are rendered at 150 DPI and
-OCRed, and office documents are rendered to PDF by LibreOffice first.
+``docs/emulator.md`` for how close): images are OCRed with Tesseract (``tesserocr``), turned
+upright first when their text runs at an angle and with their light evened when they are
+photographs; PDF pages with a real text layer give their words directly and other pages are
+rendered at 150 DPI and OCRed; office documents are rendered to PDF by LibreOffice first.
 
 The modules, each importing only those above it:
 
@@ -14,6 +15,7 @@ The modules, each importing only those above it:
 - ``formats``: format sniffing, image decoding without Pillow's global guard, the pixel limit
 - ``traineddata``: finding the Tesseract models
 - ``raw``, ``hangul``, ``geometry``: words in the OCR frame, Hangul joining, mapping back to the page
+- ``skew``, ``light``: a page's text angle, and photographed pages' light evened, before reading
 - ``checkboxes``: form check boxes read as "□" and "■"
 - ``tesseract``: the pool of tesserocr APIs and reading one pass out of them
 - ``images``, ``pdf``: the documents, page by page
