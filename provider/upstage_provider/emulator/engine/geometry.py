@@ -26,21 +26,16 @@ class Frame:
         height: int,
         rotation: float,
         scale: float,
-        turned_size: tuple[int, int] | None = None,
+        turned_size: tuple[int, int],
     ) -> None:
         self.width, self.height = width, height  # the original page
         self.rotation = rotation
         self.scale = scale
-        turned_w, turned_h = turned_size or self._turned_size()
+        turned_w, turned_h = turned_size
         self._centre = (width / 2, height / 2)
         self._turned_centre = (turned_w / 2, turned_h / 2)
         theta = math.radians(rotation)
         self._cos, self._sin = math.cos(theta), math.sin(theta)
-
-    def _turned_size(self) -> tuple[int, int]:
-        if round(self.rotation) % 180 == 90:
-            return self.height, self.width
-        return self.width, self.height
 
     def quad(self, word: RawWord) -> Quad:
         """The word's corners, clockwise from its own top-left, in the original frame."""

@@ -28,23 +28,28 @@ def _small(gray: Image.Image, side: int = LIGHT_SIDE) -> tuple[Image.Image, int]
     return small, max(3, round(max(small.size) / 60) | 1)  # a filter wider than a text stroke
 
 
+def _bright(gray: Image.Image, side: int) -> tuple[Image.Image, int]:
+    """The downscaled page with its print removed by a local maximum, and that filter's size."""
+    small, size = _small(gray, side)
+    return small.filter(ImageFilter.MaxFilter(size)), size
+
+
 def background(gray: Image.Image, side: int = LIGHT_SIDE) -> Image.Image:
     """The page without its print, downscaled: a local maximum wider than strokes, smoothed."""
-    small, size = _small(gray, side)
-    return small.filter(ImageFilter.MaxFilter(size)).filter(ImageFilter.GaussianBlur(size))
+    bright, size = _bright(gray, side)
+    return bright.filter(ImageFilter.GaussianBlur(size))
 
 
-def off_paper(gray: Image.Image) -> np.ndarray:
-    """Where ``gray`` shows no paper: much darker than the brightest paper, with a margin around it.
+def off_paper(bright: Image.Image, size: int, shape: tuple[int, int]) -> np.ndarray:
+    """Where the page (``bright``, from ``_bright``) shows no paper, as a mask of ``shape`` pixels.
 
-    The margin covers the band where the smoothed background blends desk and paper, which
-    would otherwise stay as a dark rim around the page.
+    No paper: much darker than the brightest paper, with a margin around it. The margin covers
+    the band where the smoothed background blends desk and paper, which would otherwise stay as
+    a dark rim around the page.
     """
-    small, size = _small(gray)
-    bright = small.filter(ImageFilter.MaxFilter(size))
     level = LIGHT_OFF_PAPER * float(np.percentile(np.asarray(bright), 95))
     mask = bright.point(lambda v: 255 if v < level else 0).filter(ImageFilter.MaxFilter(2 * size + 1))
-    return np.asarray(mask.resize(gray.size, Image.Resampling.NEAREST)) > 0
+    return np.asarray(mask.resize(shape, Image.Resampling.NEAREST)) > 0
 
 
 def is_uneven(paper: Image.Image) -> bool:
@@ -62,11 +67,12 @@ def flatten(gray: Image.Image) -> Image.Image | None:
     """
     if not is_uneven(background(gray, LIGHT_CHECK_SIDE)):  # a coarse look first: the fast path
         return None
-    paper = background(gray)
+    bright, size = _bright(gray, LIGHT_SIDE)
+    paper = bright.filter(ImageFilter.GaussianBlur(size))
     page = np.asarray(gray, dtype=np.float32)
     light = np.maximum(np.asarray(paper.resize(gray.size, Image.Resampling.BILINEAR), dtype=np.float32), 1.0)
     even = page * (255.0 / light)
-    outside = off_paper(gray)
+    outside = off_paper(bright, size, gray.size)
     even[outside] = 255.0
     on_paper = even[~outside]
     if on_paper.size:
